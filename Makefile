@@ -1,0 +1,36 @@
+# The doors a newcomer uses: `make demo`, `make test`, `make lint`, `make bench`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint format bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/feedctl demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check feedctl tests bench
+	$(BIN)/ruff format --check feedctl tests bench
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format feedctl tests bench
+	$(BIN)/ruff check --fix feedctl tests bench
+
+bench: $(STAMP)
+	$(BIN)/python -m pytest -m slow bench -s
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

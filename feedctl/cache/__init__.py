@@ -1,0 +1,1 @@
+"""Redis: the client, key names, and pipelined writes of cached feeds."""

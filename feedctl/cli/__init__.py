@@ -1,0 +1,1 @@
+"""The thin Typer layer: parse, call one library function, render."""

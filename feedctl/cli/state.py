@@ -1,0 +1,125 @@
+"""Global options, error handling and output shared by every command."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from feedctl.config import Settings, load_settings
+from feedctl.context import Context, open_context
+from feedctl.errors import EXIT_FAILED
+from feedctl.failures import as_feedctl_error
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True, soft_wrap=True)
+
+
+@dataclasses.dataclass
+class CliState:
+    """What the callback parsed; each command reads it from the Typer context."""
+
+    config_path: Path | None = None
+    overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+    verbose: bool = False
+    json: bool = False
+    _settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config_path, self.overrides)
+        return self._settings
+
+    def notice(self, message: str) -> None:
+        """One line on stderr for the human (never mixed into --json output)."""
+        stderr.print(f"[dim]{message}[/dim]", highlight=False)
+
+    @contextmanager
+    def context(self) -> Iterator[Context]:
+        with open_context(self.settings, self.notice) as ctx:
+            yield ctx
+
+    def emit(self, payload: dict[str, Any], human: Callable[[], None]) -> None:
+        """--json prints the payload; otherwise the human rendering runs."""
+        if self.json:
+            sys.stdout.write(json.dumps(payload, default=str) + "\n")
+        else:
+            human()
+
+    @contextmanager
+    def progress(
+        self, description: str, total: int | None = None
+    ) -> Iterator[Callable[[int], None]]:
+        """A progress bar with rate and ETA on a terminal; silent elsewhere."""
+        if self.json or not stderr.is_terminal:
+            yield lambda advance: None
+            return
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, console=stderr, transient=True) as bar:
+            task: TaskID = bar.add_task(description, total=total)
+            yield lambda advance: bar.advance(task, advance)
+
+
+def state_of(ctx: typer.Context) -> CliState:
+    root = ctx.find_root()
+    if not isinstance(root.obj, CliState):
+        root.obj = CliState()
+    return root.obj
+
+
+def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn library errors into one line on stderr and the error's exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        verbose = any(isinstance(a, typer.Context) and state_of(a).verbose for a in args) or any(
+            isinstance(v, typer.Context) and state_of(v).verbose for v in kwargs.values()
+        )
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            error = as_feedctl_error(exc)
+            if verbose:
+                traceback.print_exc(file=sys.stderr)
+            if error is None:
+                stderr.print(
+                    f"[red]error:[/red] unexpected {type(exc).__name__}: {escape(str(exc))} "
+                    "(run with --verbose for the traceback)",
+                    highlight=False,
+                )
+                raise typer.Exit(EXIT_FAILED) from None
+            stderr.print(f"[red]error:[/red] {escape(error.message)}", highlight=False)
+            raise typer.Exit(error.exit_code) from None
+
+    return wrapper

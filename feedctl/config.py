@@ -1,0 +1,123 @@
+"""Settings: flag > environment (FEEDCTL_*) > feedctl.toml > default.
+
+The file is a flat TOML table whose keys are the field names of `Settings`.
+Every key has an environment variable: `FEEDCTL_` and the key in capitals.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from feedctl.errors import ConfigError
+
+ENV_PREFIX = "FEEDCTL_"
+CONFIG_ENV = "FEEDCTL_CONFIG"
+DEFAULT_CONFIG_FILE = "feedctl.toml"
+
+
+def default_home() -> Path:
+    """The user's XDG data directory for feedctl (embedded servers live there)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "feedctl"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything feedctl reads from the outside world, validated."""
+
+    database_url: str | None = None
+    redis_url: str | None = None
+    pushgateway_url: str | None = None
+    home: Path = dataclasses.field(default_factory=default_home)
+    redis_key_prefix: str = "feedctl:"
+    feed_cap: int = 5000
+    heuristic: Path | None = None
+    active_window_days: int = 7
+    batch_size: int = 50_000
+    cursor_secret: str = "feedctl-default-cursor-secret"
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+_INT_MINIMUMS = {"feed_cap": 1, "active_window_days": 0, "batch_size": 1}
+
+
+def _coerce(key: str, value: Any, source: str) -> Any:
+    """Turn a raw value (TOML, env string or flag) into the field's type, or fail clearly."""
+    kind = _FIELDS[key].type
+    where = f"{key} (from {source})"
+    if kind == "int":
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a whole number, got {value!r}")
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a whole number, got {value!r}") from None
+        minimum = _INT_MINIMUMS.get(key)
+        if minimum is not None and number < minimum:
+            raise ConfigError(f"{where}: must be at least {minimum}, got {number}")
+        return number
+    if kind in ("Path", "Path | None"):
+        if not isinstance(value, str | os.PathLike) or str(value) == "":
+            raise ConfigError(f"{where}: expected a path, got {value!r}")
+        return Path(value).expanduser()
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    if kind == "str | None" and value == "":
+        return None
+    return value
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read and validate a feedctl.toml; unknown keys and bad types are errors."""
+    try:
+        with path.open("rb") as handle:
+            raw = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in _FIELDS:
+            known = ", ".join(sorted(_FIELDS))
+            raise ConfigError(f"config file {path}: unknown key {key!r} (known keys: {known})")
+        values[key] = _coerce(key, value, str(path))
+    return values
+
+
+def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for key in _FIELDS:
+        name = ENV_PREFIX + key.upper()
+        if name in environ:
+            values[key] = _coerce(key, environ[name], name)
+    return values
+
+
+def load_settings(
+    config_path: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Resolve settings from flags (`overrides`), environment, file and defaults."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    explicit = config_path or (Path(env[CONFIG_ENV]) if env.get(CONFIG_ENV) else None)
+    if explicit is not None:
+        values.update(read_config_file(explicit))
+    elif Path(DEFAULT_CONFIG_FILE).is_file():
+        values.update(read_config_file(Path(DEFAULT_CONFIG_FILE)))
+    values.update(_from_environment(env))
+    for key, value in (overrides or {}).items():
+        if key not in _FIELDS:
+            raise ConfigError(f"unknown setting {key!r}")
+        if value is not None:
+            values[key] = _coerce(key, value, "command line")
+    return Settings(**values)

@@ -1,0 +1,96 @@
+"""Live connections for one run: settings resolved into PostgreSQL, Redis and a heuristic.
+
+With no database or Redis URL configured, the embedded servers are started (or reused).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+
+from feedctl import services
+from feedctl.cache.client import RedisClient, connect_redis
+from feedctl.cache.feeds import FeedCache
+from feedctl.config import Settings
+from feedctl.db.connection import connect
+from feedctl.rank.heuristic import Heuristic, load_heuristic
+
+
+@dataclasses.dataclass
+class Context:
+    """What a pipeline needs: settings, one PostgreSQL connection, the feed cache."""
+
+    settings: Settings
+    conn: psycopg.Connection[Any]
+    redis: RedisClient
+    cache: FeedCache
+    heuristic: Heuristic
+
+    @property
+    def cap(self) -> int:
+        return self.settings.feed_cap
+
+    @property
+    def prefix(self) -> str:
+        return self.settings.redis_key_prefix
+
+
+def database_url(settings: Settings, notice: Callable[[str], None] | None = None) -> str:
+    """The configured URL, or the embedded server's (started if needed)."""
+    if settings.database_url:
+        return settings.database_url
+    url = services.ensure_postgres(settings.home)
+    if notice:
+        notice(
+            f"using the embedded PostgreSQL under {settings.home} (set FEEDCTL_DATABASE_URL "
+            "to use another)"
+        )
+    return url
+
+
+def redis_url(settings: Settings, notice: Callable[[str], None] | None = None) -> str:
+    if settings.redis_url:
+        return settings.redis_url
+    url = services.ensure_redis(settings.home)
+    if notice:
+        notice(
+            f"using the embedded Redis under {settings.home} (set FEEDCTL_REDIS_URL to use another)"
+        )
+    return url
+
+
+@contextlib.contextmanager
+def open_database(
+    settings: Settings, notice: Callable[[str], None] | None = None, *, autocommit: bool = False
+) -> Iterator[psycopg.Connection[Any]]:
+    conn = connect(database_url(settings, notice), autocommit=autocommit)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+@contextlib.contextmanager
+def open_context(
+    settings: Settings,
+    notice: Callable[[str], None] | None = None,
+    heuristic: Heuristic | None = None,
+) -> Iterator[Context]:
+    """Open PostgreSQL and Redis for one run and close them afterwards."""
+    chosen = heuristic or load_heuristic(settings.heuristic)
+    redis_client = connect_redis(redis_url(settings, notice), check=False)
+    try:
+        with open_database(settings, notice, autocommit=True) as conn:
+            yield Context(
+                settings=settings,
+                conn=conn,
+                redis=redis_client,
+                cache=FeedCache(redis_client, settings.redis_key_prefix, settings.feed_cap),
+                heuristic=chosen,
+            )
+    finally:
+        redis_client.close()

@@ -1,0 +1,1 @@
+"""PostgreSQL: connections, named SQL blocks, migrations and COPY helpers."""

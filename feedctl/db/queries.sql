@@ -1,0 +1,298 @@
+-- create_migration_history --
+The record of applied migration files.
+CREATE TABLE IF NOT EXISTS feedctl_migrations (
+    name       text PRIMARY KEY,
+    checksum   text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)
+
+-- try_advisory_lock --
+Take a session-level advisory lock without waiting; true when taken.
+SELECT pg_try_advisory_lock(%(key)s)
+
+-- advisory_unlock --
+Release a session-level advisory lock.
+SELECT pg_advisory_unlock(%(key)s)
+
+-- applied_migrations --
+Every applied migration with its checksum.
+SELECT name, checksum, applied_at FROM feedctl_migrations ORDER BY name
+
+-- record_migration --
+Remember that a migration file was applied.
+INSERT INTO feedctl_migrations (name, checksum) VALUES (%(name)s, %(checksum)s)
+
+-- ensure_consumer --
+Create a consumer's position at the start of the stream if it has none.
+INSERT INTO feed_offset_state (consumer) VALUES (%(consumer)s) ON CONFLICT (consumer) DO NOTHING
+
+-- consumer_position --
+A consumer's committed position, locked for this transaction.
+SELECT last_txid, last_event_id FROM feed_offset_state WHERE consumer = %(consumer)s FOR UPDATE
+
+-- next_events --
+Events past a position that no running transaction can still add to (txid below xmin).
+SELECT id, kind, post_id, community_id, user_id, txid
+FROM feed_events
+WHERE (txid, id) > (%(txid)s::xid8, %(event_id)s::bigint)
+  AND txid < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY txid, id
+LIMIT %(limit)s
+
+-- advance_consumer --
+Move a consumer's position, in the same transaction as the rows it covers.
+UPDATE feed_offset_state
+SET last_txid = %(txid)s::xid8, last_event_id = %(event_id)s,
+    events_processed = events_processed + %(events)s, updated_at = now()
+WHERE consumer = %(consumer)s
+
+-- consumer_lag --
+How many events, and how old the oldest, a consumer has still to read.
+SELECT count(*), extract(epoch FROM now() - min(e.created_at))::float8
+FROM feed_events e, feed_offset_state s
+WHERE s.consumer = %(consumer)s AND (e.txid, e.id) > (s.last_txid, s.last_event_id)
+
+-- post_inputs --
+The scoring inputs of live posts.
+SELECT p.id AS post_id, p.community_id, p.created_at, p.reactions_count, p.comments_count,
+       coalesce(u.reputation, 0)::float8 AS reputation
+FROM posts p LEFT JOIN users u ON u.id = p.author_id
+WHERE p.id = ANY(%(post_ids)s) AND p.deleted_at IS NULL
+
+-- changed_post_inputs --
+Live posts whose inputs or heuristic version differ from those their score was computed from.
+SELECT p.id AS post_id, p.community_id, p.created_at, p.reactions_count, p.comments_count,
+       coalesce(u.reputation, 0)::float8 AS reputation
+FROM posts p
+LEFT JOIN users u ON u.id = p.author_id
+LEFT JOIN post_score ps ON ps.post_id = p.id
+WHERE p.deleted_at IS NULL AND p.id > %(after)s
+  AND (%(everything)s OR ps.post_id IS NULL
+       OR ps.heuristic_version <> %(version)s
+       OR ps.reactions_count <> p.reactions_count
+       OR ps.comments_count <> p.comments_count
+       OR ps.reputation IS DISTINCT FROM coalesce(u.reputation, 0)::float8)
+  AND (%(include_unscored)s OR ps.post_id IS NOT NULL)
+ORDER BY p.id
+LIMIT %(limit)s
+
+-- create_score_stage --
+A temporary table that receives new scores by COPY.
+CREATE TEMP TABLE IF NOT EXISTS score_stage (
+    post_id bigint PRIMARY KEY, community_id bigint, score float8,
+    reactions_count bigint, comments_count bigint, reputation float8
+) ON COMMIT DELETE ROWS
+
+-- copy_score_stage --
+Load new scores into the stage.
+COPY score_stage (post_id, community_id, score, reactions_count, comments_count, reputation) FROM STDIN (FORMAT csv)
+
+-- upsert_post_scores --
+Store the staged scores and their inputs.
+INSERT INTO post_score AS ps (post_id, community_id, score, reactions_count, comments_count,
+                              reputation, heuristic_version, scored_at)
+SELECT post_id, community_id, score, reactions_count, comments_count, reputation,
+       %(version)s, now()
+FROM score_stage
+ON CONFLICT (post_id) DO UPDATE
+SET score = excluded.score, reactions_count = excluded.reactions_count,
+    comments_count = excluded.comments_count, reputation = excluded.reputation,
+    heuristic_version = excluded.heuristic_version, scored_at = excluded.scored_at
+
+-- update_entry_scores --
+Copy the staged scores into every feed entry of those posts whose score differs.
+UPDATE feed_entry fe SET score = st.score
+FROM score_stage st
+WHERE fe.post_id = st.post_id AND fe.score IS DISTINCT FROM st.score
+
+-- fan_out_posts --
+Write an entry for every member of each post's community (live, scored posts only).
+INSERT INTO feed_entry (user_id, post_id, community_id, author_id, score, created_at)
+SELECT m.user_id, p.id, p.community_id, p.author_id, ps.score, p.created_at
+FROM posts p
+JOIN post_score ps ON ps.post_id = p.id
+JOIN memberships m ON m.community_id = p.community_id
+WHERE p.id = ANY(%(post_ids)s) AND p.deleted_at IS NULL
+ORDER BY m.user_id, p.id
+ON CONFLICT (user_id, post_id) DO NOTHING
+
+-- delete_post_entries --
+Remove deleted posts from every feed and from the community ranking.
+WITH gone AS (DELETE FROM feed_entry WHERE post_id = ANY(%(post_ids)s) RETURNING 1),
+     unscored AS (DELETE FROM post_score WHERE post_id = ANY(%(post_ids)s) RETURNING 1)
+SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM unscored)
+
+-- merge_community_into_feed --
+A member who joined gets the community's best live posts, up to the cap.
+INSERT INTO feed_entry (user_id, post_id, community_id, author_id, score, created_at)
+SELECT m.user_id, p.id, p.community_id, p.author_id, ps.score, p.created_at
+FROM memberships m
+CROSS JOIN LATERAL (
+    SELECT post_id, score FROM post_score
+    WHERE community_id = m.community_id
+    ORDER BY score DESC, post_id DESC LIMIT %(cap)s
+) ps
+JOIN posts p ON p.id = ps.post_id AND p.deleted_at IS NULL
+WHERE m.community_id = %(community_id)s AND m.user_id = %(user_id)s
+ON CONFLICT (user_id, post_id) DO NOTHING
+
+-- remove_community_from_feed --
+A member who left loses that community's posts (unless they are a member again).
+DELETE FROM feed_entry fe
+WHERE fe.user_id = %(user_id)s AND fe.community_id = %(community_id)s
+  AND NOT EXISTS (SELECT 1 FROM memberships m
+                  WHERE m.community_id = %(community_id)s AND m.user_id = %(user_id)s)
+
+-- community_members --
+The members of communities, in user order.
+SELECT community_id, user_id FROM memberships
+WHERE community_id = ANY(%(community_ids)s) ORDER BY community_id, user_id
+
+-- post_scores --
+Current scores and communities of posts.
+SELECT post_id, community_id, score FROM post_score WHERE post_id = ANY(%(post_ids)s)
+
+-- entries_of_posts --
+Feed entries of some posts, grouped by user.
+SELECT user_id, post_id, score FROM feed_entry WHERE post_id = ANY(%(post_ids)s)
+ORDER BY user_id
+
+-- mark_for_repair --
+Remember that these feeds' caches missed a write.
+INSERT INTO feed_repair (feed_kind, feed_id, reason)
+SELECT %(kind)s, id, %(reason)s FROM unnest(%(ids)s::bigint[]) AS t(id)
+ON CONFLICT (feed_kind, feed_id) DO UPDATE SET reason = excluded.reason, marked_at = now()
+
+-- feeds_to_repair --
+Feeds marked for repair, oldest first.
+SELECT feed_kind, feed_id FROM feed_repair ORDER BY marked_at, feed_kind, feed_id LIMIT %(limit)s
+
+-- unmark_repaired --
+Forget repair marks that are no newer than the repair that healed them.
+DELETE FROM feed_repair
+WHERE feed_kind = %(kind)s AND feed_id = ANY(%(ids)s) AND marked_at <= %(before)s
+
+-- count_repairs --
+How many feeds are marked for repair.
+SELECT count(*) FROM feed_repair
+
+-- user_feed_tops --
+The best cap+1 entries of each of several user feeds.
+SELECT u.id, top.post_id, top.score
+FROM unnest(%(ids)s::bigint[]) AS u(id)
+CROSS JOIN LATERAL (
+    SELECT post_id, score FROM feed_entry WHERE user_id = u.id
+    ORDER BY score DESC, post_id DESC LIMIT %(limit)s
+) top
+
+-- community_feed_tops --
+The best cap+1 live posts of each of several communities.
+SELECT c.id, top.post_id, top.score
+FROM unnest(%(ids)s::bigint[]) AS c(id)
+CROSS JOIN LATERAL (
+    SELECT ps.post_id, ps.score FROM post_score ps
+    WHERE ps.community_id = c.id
+    ORDER BY ps.score DESC, ps.post_id DESC LIMIT %(limit)s
+) top
+
+-- active_user_ids --
+Users active since a time, in id order, one page after an id.
+SELECT id FROM users
+WHERE last_active_at >= %(since)s AND id > %(after)s ORDER BY id LIMIT %(limit)s
+
+-- user_ids_after --
+All users in id order, one page after an id.
+SELECT id FROM users WHERE id > %(after)s ORDER BY id LIMIT %(limit)s
+
+-- member_ids_page --
+Members of one community in user order, one page after a user id.
+SELECT user_id FROM memberships
+WHERE community_id = %(community_id)s AND user_id > %(after)s
+ORDER BY user_id LIMIT %(limit)s
+
+-- existing_user_ids --
+Which of these user ids exist.
+SELECT id FROM users WHERE id = ANY(%(ids)s)
+
+-- user_exists --
+Whether a user exists.
+SELECT EXISTS (SELECT 1 FROM users WHERE id = %(id)s)
+
+-- community_exists --
+Whether a community exists.
+SELECT EXISTS (SELECT 1 FROM communities WHERE id = %(id)s)
+
+-- count_user_entries --
+How many entries each of several users' feeds has.
+SELECT u.id, (SELECT count(*) FROM feed_entry fe WHERE fe.user_id = u.id)
+FROM unnest(%(ids)s::bigint[]) AS u(id)
+
+-- delete_user_feeds --
+Remove every entry of several users' feeds (a rebuild writes them anew).
+DELETE FROM feed_entry WHERE user_id = ANY(%(ids)s)
+
+-- rebuild_user_feeds --
+Recompute several users' feeds from memberships and scored live posts, truncated to the cap.
+INSERT INTO feed_entry (user_id, post_id, community_id, author_id, score, created_at)
+SELECT u.id, top.post_id, top.community_id, top.author_id, top.score, top.created_at
+FROM unnest(%(ids)s::bigint[]) AS u(id)
+CROSS JOIN LATERAL (
+    SELECT ps.post_id, p.community_id, p.author_id, ps.score, p.created_at
+    FROM memberships m
+    JOIN post_score ps ON ps.community_id = m.community_id
+    JOIN posts p ON p.id = ps.post_id AND p.deleted_at IS NULL
+    WHERE m.user_id = u.id
+    ORDER BY ps.score DESC, ps.post_id DESC
+    LIMIT %(cap)s
+) top
+
+-- user_feed_page --
+One page of a user's feed from PostgreSQL, after a (score, post id) position.
+SELECT post_id, community_id, author_id, created_at, score
+FROM feed_entry
+WHERE user_id = %(id)s AND (score, post_id) < (%(score)s, %(post_id)s)
+ORDER BY score DESC, post_id DESC
+LIMIT %(limit)s
+
+-- community_feed_page --
+One page of a community's feed from PostgreSQL, after a (score, post id) position.
+SELECT ps.post_id, ps.community_id, p.author_id, p.created_at, ps.score
+FROM post_score ps JOIN posts p ON p.id = ps.post_id AND p.deleted_at IS NULL
+WHERE ps.community_id = %(id)s AND (ps.score, ps.post_id) < (%(score)s, %(post_id)s)
+ORDER BY ps.score DESC, ps.post_id DESC
+LIMIT %(limit)s
+
+-- post_details --
+What a page shows of each post.
+SELECT id, community_id, author_id, created_at FROM posts
+WHERE id = ANY(%(post_ids)s) AND deleted_at IS NULL
+
+-- post_explain_inputs --
+One post's scoring inputs and stored score, for rank explain.
+SELECT p.id AS post_id, p.community_id, p.created_at, p.reactions_count, p.comments_count,
+       coalesce(u.reputation, 0)::float8 AS reputation, p.deleted_at,
+       ps.score AS stored_score, ps.heuristic_version
+FROM posts p LEFT JOIN users u ON u.id = p.author_id LEFT JOIN post_score ps ON ps.post_id = p.id
+WHERE p.id = %(post_id)s
+
+-- database_now --
+The server's clock, outside any transaction's start time.
+SELECT clock_timestamp()
+
+-- try_named_lock --
+Take a session-level advisory lock named by text, without waiting.
+SELECT pg_try_advisory_lock(hashtext(%(name)s))
+
+-- named_unlock --
+Release a session-level advisory lock named by text.
+SELECT pg_advisory_unlock(hashtext(%(name)s))
+
+-- count_posts --
+How many posts exist.
+SELECT count(*) FROM posts
+
+-- busiest_active_user --
+An active user with the largest feed, to show in the demo.
+SELECT fe.user_id FROM feed_entry fe JOIN users u ON u.id = fe.user_id
+WHERE u.last_active_at >= %(since)s
+GROUP BY fe.user_id ORDER BY count(*) DESC, fe.user_id LIMIT 1

@@ -1,0 +1,37 @@
+"""Turning failures of the servers' client libraries into FeedctlErrors.
+
+The CLI never imports psycopg or redis; it asks this module what an exception means.
+"""
+
+from __future__ import annotations
+
+import psycopg
+import psycopg.errors
+import redis
+
+from feedctl.errors import FeedctlError, ServiceUnavailableError
+
+
+def as_feedctl_error(exc: BaseException) -> FeedctlError | None:
+    """A FeedctlError for a known server failure, or None for a genuine bug."""
+    if isinstance(exc, FeedctlError):
+        return exc
+    if isinstance(exc, psycopg.errors.UndefinedTable | psycopg.errors.UndefinedColumn):
+        return FeedctlError(
+            f"the database schema is missing or old ({exc.diag.message_primary}): "
+            "run `feedctl migrate up`"
+        )
+    if isinstance(exc, psycopg.OperationalError):
+        return ServiceUnavailableError(f"PostgreSQL failed: {_first_line(exc)}")
+    if isinstance(exc, psycopg.Error):
+        return FeedctlError(f"PostgreSQL refused a statement: {_first_line(exc)}")
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        return ServiceUnavailableError(f"Redis failed: {_first_line(exc)}")
+    if isinstance(exc, redis.RedisError):
+        return FeedctlError(f"Redis refused a command: {_first_line(exc)}")
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

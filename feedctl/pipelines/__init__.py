@@ -1,0 +1,1 @@
+"""One module per job: orchestration over PostgreSQL and Redis, returning counts."""

@@ -1,0 +1,246 @@
+"""Fan-out: consume feed_events past a consumer's committed position into feeds.
+
+Each batch of events is applied to PostgreSQL and the position advanced in one
+transaction; cached feeds in Redis are written after the commit. A Redis write that
+fails is counted and its feeds are marked for repair: PostgreSQL stays the truth.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from itertools import groupby
+from typing import Any
+
+import psycopg
+
+from feedctl.cache.client import REDIS_ERRORS
+from feedctl.cache.keys import FeedRef, community_feed, user_feed
+from feedctl.context import Context
+from feedctl.db.locks import advisory_lock
+from feedctl.db.queries import query
+from feedctl.pipelines import repair_marks
+from feedctl.pipelines.cache_ops import CacheReport, refresh_cached
+from feedctl.pipelines.feed_source import member_pages
+from feedctl.pipelines.scores import read_inputs, store_scores
+
+DEFAULT_CONSUMER = "default"
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    id: int
+    kind: str
+    post_id: int | None
+    community_id: int
+    user_id: int | None
+    txid: str
+
+
+@dataclasses.dataclass
+class FanoutReport:
+    """What one fan-out run did."""
+
+    consumer: str = DEFAULT_CONSUMER
+    events: int = 0
+    batches: int = 0
+    entries_written: int = 0
+    entries_removed: int = 0
+    redis_failures: int = 0
+    feeds_marked_for_repair: int = 0
+    lag_events: int = 0
+    lag_seconds: float | None = None
+    dry_run: bool = False
+
+
+@dataclasses.dataclass
+class RedisWork:
+    """Cache writes owed for one committed batch."""
+
+    created: dict[int, list[tuple[int, float]]] = dataclasses.field(
+        default_factory=lambda: defaultdict(list)
+    )  # community id -> [(post id, score)]
+    deleted: dict[int, list[int]] = dataclasses.field(
+        default_factory=lambda: defaultdict(list)
+    )  # community id -> [post id]
+    refresh: set[int] = dataclasses.field(default_factory=set)  # user ids
+
+
+Progress = Callable[[FanoutReport], None]
+
+
+def run_fanout(
+    ctx: Context,
+    *,
+    consumer: str = DEFAULT_CONSUMER,
+    max_events: int | None = None,
+    batch_size: int | None = None,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> FanoutReport:
+    """Consume events until none are ready (or `max_events`); see the module docstring."""
+    report = FanoutReport(consumer=consumer, dry_run=dry_run)
+    batch = batch_size or ctx.settings.batch_size
+    conn = ctx.conn
+    with advisory_lock(conn, f"feedctl.fanout:{consumer}"), _dry_run_scope(conn, dry_run):
+        conn.execute(query("ensure_consumer"), {"consumer": consumer})
+        while max_events is None or report.events < max_events:
+            limit = batch if max_events is None else min(batch, max_events - report.events)
+            with conn.transaction():
+                events = _next_batch(conn, consumer, limit)
+                if not events:
+                    break
+                work = _apply(ctx, events, report)
+                _advance(conn, consumer, events)
+            report.events += len(events)
+            report.batches += 1
+            if not dry_run:
+                _write_cache(ctx, work, report)
+            if progress:
+                progress(report)
+        _measure_lag(conn, consumer, report)
+    return report
+
+
+@contextlib.contextmanager
+def _dry_run_scope(conn: psycopg.Connection[Any], dry_run: bool) -> Iterator[None]:
+    """In a dry run, everything happens inside one transaction that is rolled back."""
+    if not dry_run:
+        yield
+        return
+    with conn.transaction(force_rollback=True):
+        yield
+
+
+def _next_batch(conn: psycopg.Connection[Any], consumer: str, limit: int) -> list[Event]:
+    row = conn.execute(query("consumer_position"), {"consumer": consumer}).fetchone()
+    assert row is not None
+    rows = conn.execute(
+        query("next_events"), {"txid": str(row[0]), "event_id": row[1], "limit": limit}
+    ).fetchall()
+    return [Event(r[0], r[1], r[2], r[3], r[4], str(r[5])) for r in rows]
+
+
+def _advance(conn: psycopg.Connection[Any], consumer: str, events: list[Event]) -> None:
+    last = events[-1]
+    conn.execute(
+        query("advance_consumer"),
+        {"consumer": consumer, "txid": last.txid, "event_id": last.id, "events": len(events)},
+    )
+
+
+def _apply(ctx: Context, events: list[Event], report: FanoutReport) -> RedisWork:
+    """Apply events in order, consecutive events of one kind as one set-based statement."""
+    work = RedisWork()
+    for kind, run in groupby(events, key=lambda e: e.kind):
+        _APPLIERS[kind](ctx, list(run), report, work)
+    return work
+
+
+def _apply_created(ctx: Context, run: list[Event], report: FanoutReport, work: RedisWork) -> None:
+    post_ids = sorted({e.post_id for e in run if e.post_id is not None})
+    inputs = read_inputs(ctx.conn, post_ids)
+    scored, _ = store_scores(ctx.conn, inputs, ctx.heuristic, update_entries=False)
+    if scored.is_empty():
+        return
+    written = ctx.conn.execute(query("fan_out_posts"), {"post_ids": post_ids}).rowcount
+    report.entries_written += written
+    for post_id, community_id, score in scored.select("post_id", "community_id", "score").rows():
+        work.created[community_id].append((post_id, score))
+
+
+def _apply_deleted(ctx: Context, run: list[Event], report: FanoutReport, work: RedisWork) -> None:
+    post_ids = sorted({e.post_id for e in run if e.post_id is not None})
+    row = ctx.conn.execute(query("delete_post_entries"), {"post_ids": post_ids}).fetchone()
+    report.entries_removed += int(row[0]) if row else 0
+    for event in run:
+        if event.post_id is not None:
+            work.deleted[event.community_id].append(event.post_id)
+
+
+def _apply_joined(ctx: Context, run: list[Event], report: FanoutReport, work: RedisWork) -> None:
+    for event in run:
+        if event.user_id is None:
+            continue
+        params = {"user_id": event.user_id, "community_id": event.community_id, "cap": ctx.cap}
+        report.entries_written += ctx.conn.execute(
+            query("merge_community_into_feed"), params
+        ).rowcount
+        work.refresh.add(event.user_id)
+
+
+def _apply_left(ctx: Context, run: list[Event], report: FanoutReport, work: RedisWork) -> None:
+    for event in run:
+        if event.user_id is None:
+            continue
+        params = {"user_id": event.user_id, "community_id": event.community_id}
+        report.entries_removed += ctx.conn.execute(
+            query("remove_community_from_feed"), params
+        ).rowcount
+        work.refresh.add(event.user_id)
+
+
+_APPLIERS: dict[str, Callable[[Context, list[Event], FanoutReport, RedisWork], None]] = {
+    "post_created": _apply_created,
+    "post_deleted": _apply_deleted,
+    "member_joined": _apply_joined,
+    "member_left": _apply_left,
+}
+
+
+class _CacheWriter:
+    """Writes one batch's cache changes; after the first Redis failure it only marks."""
+
+    def __init__(self, ctx: Context, report: FanoutReport) -> None:
+        self.ctx = ctx
+        self.report = report
+        self.redis_down = False
+
+    def upsert(self, feeds: list[FeedRef], posts: list[tuple[int, float]]) -> None:
+        if not self.redis_down:
+            try:
+                self.ctx.cache.upsert((f.key(self.ctx.prefix), posts) for f in feeds)
+                return
+            except REDIS_ERRORS:
+                self.redis_down = True
+        self._mark(feeds, len(feeds) * len(posts))
+
+    def remove(self, feeds: list[FeedRef], post_ids: list[int]) -> None:
+        if not self.redis_down:
+            try:
+                self.ctx.cache.remove((f.key(self.ctx.prefix), post_ids) for f in feeds)
+                return
+            except REDIS_ERRORS:
+                self.redis_down = True
+        self._mark(feeds, len(feeds) * len(post_ids))
+
+    def _mark(self, feeds: list[FeedRef], entries: int) -> None:
+        self.report.redis_failures += entries
+        self.report.feeds_marked_for_repair += len(feeds)
+        repair_marks.mark_feeds(self.ctx.conn, feeds, "fan-out write failed")
+
+
+def _write_cache(ctx: Context, work: RedisWork, report: FanoutReport) -> None:
+    writer = _CacheWriter(ctx, report)
+    for community_id, posts in work.created.items():
+        writer.upsert([community_feed(community_id)], posts)
+        for users in member_pages(ctx.conn, community_id):
+            writer.upsert([user_feed(u) for u in users], posts)
+    for community_id, post_ids in work.deleted.items():
+        writer.remove([community_feed(community_id)], post_ids)
+        for users in member_pages(ctx.conn, community_id):
+            writer.remove([user_feed(u) for u in users], post_ids)
+    if work.refresh:
+        refreshed = CacheReport()
+        refresh_cached(ctx, [user_feed(u) for u in sorted(work.refresh)], refreshed)
+        report.redis_failures += refreshed.redis_failures
+        report.feeds_marked_for_repair += refreshed.redis_failures
+
+
+def _measure_lag(conn: psycopg.Connection[Any], consumer: str, report: FanoutReport) -> None:
+    row = conn.execute(query("consumer_lag"), {"consumer": consumer}).fetchone()
+    if row:
+        report.lag_events = int(row[0])
+        report.lag_seconds = float(row[1]) if row[1] is not None else 0.0

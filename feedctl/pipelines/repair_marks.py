@@ -1,0 +1,42 @@
+"""Feeds whose Redis copy missed a write, remembered in PostgreSQL until repaired."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from feedctl.cache.keys import KINDS, FeedKind, FeedRef
+from feedctl.db.queries import query
+
+
+def mark(conn: psycopg.Connection[Any], kind: FeedKind, ids: Sequence[int], reason: str) -> None:
+    """Mark feeds for repair (committed by the caller's transaction or autocommit)."""
+    if ids:
+        conn.execute(query("mark_for_repair"), {"kind": kind, "ids": list(ids), "reason": reason})
+
+
+def marked(conn: psycopg.Connection[Any], limit: int) -> list[tuple[FeedKind, int]]:
+    rows = conn.execute(query("feeds_to_repair"), {"limit": limit}).fetchall()
+    return [(kind, feed_id) for kind, feed_id in rows]
+
+
+def unmark(
+    conn: psycopg.Connection[Any], kind: FeedKind, ids: Sequence[int], before: datetime
+) -> None:
+    """Forget marks set no later than `before` (a newer miss stays marked)."""
+    conn.execute(query("unmark_repaired"), {"kind": kind, "ids": list(ids), "before": before})
+
+
+def count(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute(query("count_repairs")).fetchone()
+    return int(row[0]) if row else 0
+
+
+def mark_feeds(conn: psycopg.Connection[Any], feeds: Sequence[FeedRef], reason: str) -> None:
+    """Mark feeds of either kind for repair, in one transaction."""
+    with conn.transaction():
+        for kind in KINDS:
+            mark(conn, kind, [f.id for f in feeds if f.kind == kind], reason)

@@ -1,0 +1,1 @@
+"""Feed queries for app servers and operators: cursor-paginated, cache first."""
