@@ -108,19 +108,36 @@ def _wait_port_closed(name: str, port: int) -> None:
     _port_released(port)
 
 
+def _task_states(pid: int) -> list[str] | None:
+    """The state letter of every thread of a process, or None without /proc."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return [] if Path("/proc/self").exists() else None
+    except OSError:
+        return None
+    states = []
+    for task in tasks:
+        try:
+            stat_line = Path(f"/proc/{pid}/task/{task}/stat").read_text()
+        except OSError:
+            continue  # the thread just ended
+        states.append(stat_line.rsplit(")", 1)[1].split()[0])
+    return states
+
+
 def _pid_alive(pid: int) -> bool:
-    """True when the process exists and is not a zombie."""
+    """True while any thread of the process runs (a zombie leader alone is dead)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         pass
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
+    states = _task_states(pid)
+    if states is None:
         return True  # no /proc: trust kill(0)
-    return fields[0] not in ("Z", "X")
+    return any(state not in ("Z", "X") for state in states)
 
 
 def _process_name(pid: int) -> str | None:

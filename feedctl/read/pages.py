@@ -102,7 +102,7 @@ class FeedReader:
     ) -> FeedPage:
         items = self._hydrate(cached.items)
         more = cached.more_in_cache
-        if len(cached.items) < limit and not more and cached.truncated:
+        if not more and cached.truncated:
             last = (cached.items[-1][1], cached.items[-1][0]) if cached.items else after
             wanted = limit - len(items)
             rows = self._database_rows(feed, last, wanted + 1)

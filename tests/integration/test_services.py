@@ -10,6 +10,7 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -153,6 +154,9 @@ def test_ensure_redis_restarts_a_dead_server_on_its_recorded_port(home: Path) ->
     pid = services.status(home)[1].pid
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while services.status(home)[1].running and time.monotonic() < deadline:
+        time.sleep(0.01)  # the kernel tears the process down asynchronously
     assert not services.status(home)[1].running
 
     assert services.ensure_redis(home) == url

@@ -1,0 +1,139 @@
+"""Shared fixtures: real servers (see servers.py), a fresh database per test cloned from a
+migrated template, and a private Redis key prefix per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from servers import resolve_postgres, resolve_redis
+
+from feedctl.config import Settings
+from feedctl.context import Context, open_context
+from feedctl.db import migrations
+
+TEST_VARIABLES = ("FEEDCTL_TEST_DATABASE_URL", "FEEDCTL_TEST_REDIS_URL")
+
+
+def _strip_feedctl_environment() -> None:
+    for name in list(os.environ):
+        if name.startswith("FEEDCTL_") and name not in TEST_VARIABLES:
+            del os.environ[name]
+
+
+_strip_feedctl_environment()
+
+
+@pytest.fixture(autouse=True)
+def _no_feedctl_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's FEEDCTL_* settings never leak into a test."""
+    for name in list(os.environ):
+        if name.startswith("FEEDCTL_") and name not in TEST_VARIABLES:
+            monkeypatch.delenv(name)
+
+
+def database_url_for(admin_url: str, name: str) -> str:
+    params = conninfo_to_dict(admin_url)
+    params["dbname"] = name
+    return make_conninfo(**params)
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url, cleanup = resolve_postgres(tmp_path_factory.mktemp("pg"))
+    yield url
+    cleanup()
+
+
+@pytest.fixture(scope="session")
+def redis_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url, cleanup = resolve_redis(tmp_path_factory.mktemp("redis"))
+    yield url
+    cleanup()
+
+
+def _create_database(admin_url: str, name: str, template: str | None = None) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template:
+            statement = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(template)
+            )
+        admin.execute(statement)
+
+
+def _drop_database(admin_url: str, name: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+@pytest.fixture(scope="session")
+def template_database(postgres_admin_url: str) -> Iterator[str]:
+    """A database migrated once per session; each test clones it."""
+    name = f"feedctl_tpl_{uuid.uuid4().hex[:10]}"
+    _create_database(postgres_admin_url, name)
+    with psycopg.connect(database_url_for(postgres_admin_url, name), autocommit=True) as conn:
+        migrations.upgrade(conn)
+    yield name
+    _drop_database(postgres_admin_url, name)
+
+
+@pytest.fixture
+def empty_database_url(postgres_admin_url: str) -> Iterator[str]:
+    """A brand-new database with no tables."""
+    name = f"feedctl_t_{uuid.uuid4().hex[:12]}"
+    _create_database(postgres_admin_url, name)
+    yield database_url_for(postgres_admin_url, name)
+    _drop_database(postgres_admin_url, name)
+
+
+@pytest.fixture
+def database_url(postgres_admin_url: str, template_database: str) -> Iterator[str]:
+    """A fresh, migrated database of this test's own."""
+    name = f"feedctl_t_{uuid.uuid4().hex[:12]}"
+    _create_database(postgres_admin_url, name, template=template_database)
+    yield database_url_for(postgres_admin_url, name)
+    _drop_database(postgres_admin_url, name)
+
+
+@pytest.fixture
+def redis_prefix(redis_server_url: str) -> Iterator[str]:
+    """A key space of this test's own, deleted afterwards."""
+    prefix = f"feedctl-test-{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    client = redis.Redis.from_url(redis_server_url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def settings(
+    database_url: str, redis_server_url: str, redis_prefix: str, tmp_path: Path
+) -> Settings:
+    return Settings(
+        database_url=database_url,
+        redis_url=redis_server_url,
+        redis_key_prefix=redis_prefix,
+        home=tmp_path / "home",
+        feed_cap=50,
+        batch_size=200,
+    )
+
+
+@pytest.fixture
+def ctx(settings: Settings) -> Iterator[Context]:
+    with open_context(settings) as context:
+        yield context

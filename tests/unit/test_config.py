@@ -1,0 +1,242 @@
+"""Settings resolution: flag > environment > file > default, and clear config errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from feedctl.config import Settings, load_settings
+from feedctl.errors import EXIT_USAGE, ConfigError
+
+NO_ENV: dict[str, str] = {}
+
+
+@pytest.fixture(autouse=True)
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run in an empty directory (no stray ./feedctl.toml) with a known XDG home."""
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    return work
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_config_error_exit_code() -> None:
+    assert ConfigError.exit_code == EXIT_USAGE == 2
+
+
+def test_defaults_without_file_env_or_flags(tmp_path: Path) -> None:
+    settings = load_settings(None, None, NO_ENV)
+    assert settings == Settings(home=tmp_path / "xdg" / "feedctl")
+    assert settings.feed_cap == 5000
+    assert settings.database_url is None
+    assert settings.redis_key_prefix == "feedctl:"
+    assert settings.heuristic is None
+
+
+def test_precedence_flag_over_env_over_file_over_default(tmp_path: Path) -> None:
+    config = _write(
+        tmp_path / "c.toml",
+        'feed_cap = 100\nbatch_size = 10\nredis_key_prefix = "file:"\n',
+    )
+    environ = {"FEEDCTL_FEED_CAP": "200", "FEEDCTL_REDIS_KEY_PREFIX": "env:"}
+    settings = load_settings(config, {"feed_cap": 300}, environ)
+    assert settings.feed_cap == 300  # flag
+    assert settings.redis_key_prefix == "env:"  # env beats file
+    assert settings.batch_size == 10  # file beats default
+    assert settings.active_window_days == 7  # default
+
+    assert load_settings(config, {}, environ).feed_cap == 200
+    assert load_settings(config, {}, NO_ENV).feed_cap == 100
+
+
+def test_none_flag_does_not_override(tmp_path: Path) -> None:
+    config = _write(tmp_path / "c.toml", "feed_cap = 100\n")
+    settings = load_settings(config, {"feed_cap": None}, {"FEEDCTL_FEED_CAP": "200"})
+    assert settings.feed_cap == 200
+
+
+def test_every_key_has_an_environment_variable(tmp_path: Path) -> None:
+    environ = {
+        "FEEDCTL_DATABASE_URL": "postgresql://db/x",
+        "FEEDCTL_REDIS_URL": "redis://r:6379/0",
+        "FEEDCTL_PUSHGATEWAY_URL": "http://pg:9091",
+        "FEEDCTL_HOME": str(tmp_path / "home"),
+        "FEEDCTL_REDIS_KEY_PREFIX": "p:",
+        "FEEDCTL_FEED_CAP": "12",
+        "FEEDCTL_HEURISTIC": str(tmp_path / "h.toml"),
+        "FEEDCTL_ACTIVE_WINDOW_DAYS": "0",
+        "FEEDCTL_BATCH_SIZE": " 99 ",
+        "FEEDCTL_CURSOR_SECRET": "s3cret",
+    }
+    assert load_settings(None, None, environ) == Settings(
+        database_url="postgresql://db/x",
+        redis_url="redis://r:6379/0",
+        pushgateway_url="http://pg:9091",
+        home=tmp_path / "home",
+        redis_key_prefix="p:",
+        feed_cap=12,
+        heuristic=tmp_path / "h.toml",
+        active_window_days=0,
+        batch_size=99,
+        cursor_secret="s3cret",
+    )
+
+
+def test_empty_optional_url_means_none(tmp_path: Path) -> None:
+    config = _write(tmp_path / "c.toml", 'database_url = "postgresql://file"\n')
+    assert load_settings(config, None, {"FEEDCTL_DATABASE_URL": ""}).database_url is None
+    assert load_settings(config, None, NO_ENV).database_url == "postgresql://file"
+
+
+def test_paths_expand_user(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    settings = load_settings(None, {"heuristic": "~/h.toml"}, NO_ENV)
+    assert settings.heuristic == tmp_path / "user" / "h.toml"
+
+
+def test_file_in_current_directory_is_read(workdir: Path) -> None:
+    _write(workdir / "feedctl.toml", "feed_cap = 42\n")
+    assert load_settings(None, None, NO_ENV).feed_cap == 42
+
+
+def test_explicit_file_replaces_current_directory_file(workdir: Path, tmp_path: Path) -> None:
+    _write(workdir / "feedctl.toml", "feed_cap = 42\nbatch_size = 3\n")
+    config = _write(tmp_path / "c.toml", "feed_cap = 7\n")
+    settings = load_settings(config, None, NO_ENV)
+    assert settings.feed_cap == 7
+    assert settings.batch_size == 50_000  # ./feedctl.toml was not read at all
+
+
+def test_feedctl_config_variable_is_used(workdir: Path, tmp_path: Path) -> None:
+    _write(workdir / "feedctl.toml", "feed_cap = 42\n")
+    config = _write(tmp_path / "c.toml", "feed_cap = 8\n")
+    assert load_settings(None, None, {"FEEDCTL_CONFIG": str(config)}).feed_cap == 8
+
+
+def test_explicit_path_beats_feedctl_config_variable(tmp_path: Path) -> None:
+    explicit = _write(tmp_path / "a.toml", "feed_cap = 1\n")
+    from_env = _write(tmp_path / "b.toml", "feed_cap = 2\n")
+    settings = load_settings(explicit, None, {"FEEDCTL_CONFIG": str(from_env)})
+    assert settings.feed_cap == 1
+
+
+def test_missing_explicit_file_is_config_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.toml"
+    with pytest.raises(ConfigError, match="does not exist") as info:
+        load_settings(missing, None, NO_ENV)
+    assert str(missing) in info.value.message
+
+
+def test_missing_feedctl_config_file_is_config_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.toml"
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(None, None, {"FEEDCTL_CONFIG": str(missing)})
+
+
+def test_directory_as_config_file_is_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot be read"):
+        load_settings(tmp_path, None, NO_ENV)
+
+
+@pytest.mark.parametrize("text", ["feed_cap = ", "feed_cap = 1\nfeed_cap = 2\n", "[oops"])
+def test_malformed_toml_is_config_error(tmp_path: Path, text: str) -> None:
+    config = _write(tmp_path / "c.toml", text)
+    with pytest.raises(ConfigError, match="is not valid TOML"):
+        load_settings(config, None, NO_ENV)
+
+
+def test_malformed_current_directory_file_is_config_error(workdir: Path) -> None:
+    _write(workdir / "feedctl.toml", "feed_cap = = 3\n")
+    with pytest.raises(ConfigError, match="feedctl.toml is not valid TOML"):
+        load_settings(None, None, NO_ENV)
+
+
+@pytest.mark.parametrize("text", ["feed_kap = 10\n", "[database]\nurl = 'x'\n"])
+def test_unknown_key_in_file_is_named(tmp_path: Path, text: str) -> None:
+    config = _write(tmp_path / "c.toml", text)
+    key = "feed_kap" if "feed_kap" in text else "database"
+    with pytest.raises(ConfigError, match=f"unknown key '{key}'"):
+        load_settings(config, None, NO_ENV)
+
+
+def test_unknown_flag_is_config_error() -> None:
+    with pytest.raises(ConfigError, match="unknown setting 'feed_kap'"):
+        load_settings(None, {"feed_kap": 3}, NO_ENV)
+
+
+def test_unrelated_environment_variables_are_ignored() -> None:
+    settings = load_settings(None, None, {"FEEDCTL_NOT_A_SETTING": "x", "FEED_CAP": "1"})
+    assert settings.feed_cap == 5000
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        ('feed_cap = "many"', "feed_cap"),
+        ("feed_cap = true", "feed_cap"),
+        ("batch_size = [1]", "batch_size"),
+        ("database_url = 5", "database_url"),
+        ("cursor_secret = false", "cursor_secret"),
+        ("home = 3", "home"),
+        ('heuristic = ""', "heuristic"),
+        ("redis_url = { host = 'x' }", "redis_url"),
+    ],
+)
+def test_wrong_type_in_file_is_named(tmp_path: Path, line: str, key: str) -> None:
+    config = _write(tmp_path / "c.toml", line + "\n")
+    with pytest.raises(ConfigError, match=f"^{key} \\(from ") as info:
+        load_settings(config, None, NO_ENV)
+    assert str(config) in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("FEEDCTL_FEED_CAP", "ten"),
+        ("FEEDCTL_FEED_CAP", "1.5"),
+        ("FEEDCTL_BATCH_SIZE", ""),
+        ("FEEDCTL_ACTIVE_WINDOW_DAYS", "-1"),
+        ("FEEDCTL_HOME", ""),
+    ],
+)
+def test_bad_environment_value_names_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        load_settings(None, None, {name: value})
+
+
+@pytest.mark.parametrize("value", [0, -1, -5000])
+def test_non_positive_feed_cap_is_rejected_from_every_source(tmp_path: Path, value: int) -> None:
+    config = _write(tmp_path / "c.toml", f"feed_cap = {value}\n")
+    with pytest.raises(ConfigError, match="feed_cap.*must be at least 1"):
+        load_settings(config, None, NO_ENV)
+    with pytest.raises(ConfigError, match="feed_cap.*must be at least 1"):
+        load_settings(None, None, {"FEEDCTL_FEED_CAP": str(value)})
+    with pytest.raises(ConfigError, match="feed_cap.*must be at least 1"):
+        load_settings(None, {"feed_cap": value}, NO_ENV)
+
+
+@pytest.mark.parametrize("override", [{"batch_size": 0}, {"feed_cap": True}, {"home": 5}])
+def test_bad_flag_value_is_config_error(override: dict[str, Any]) -> None:
+    (key,) = override
+    with pytest.raises(ConfigError, match=f"{key} \\(from command line\\)"):
+        load_settings(None, override, NO_ENV)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: _coerce uses int(value), so a TOML float for an integer setting is "
+    "silently truncated (feed_cap = 2.5 becomes 2) instead of being a ConfigError",
+)
+@pytest.mark.parametrize("line", ["feed_cap = 2.5", "active_window_days = 7.9"])
+def test_float_for_integer_setting_is_config_error(tmp_path: Path, line: str) -> None:
+    config = _write(tmp_path / "c.toml", line + "\n")
+    with pytest.raises(ConfigError):
+        load_settings(config, None, NO_ENV)
