@@ -38,7 +38,7 @@ class Settings:
     feed_cap: int = 5000
     heuristic: Path | None = None
     active_window_days: int = 7
-    batch_size: int = 50_000
+    batch_size: int = 1_000
     cursor_secret: str = "feedctl-default-cursor-secret"
 
 

@@ -155,7 +155,7 @@ def test_malformed_toml_is_config_error(tmp_path: Path, text: str) -> None:
 
 def test_malformed_current_directory_file_is_config_error(workdir: Path) -> None:
     _write(workdir / "feedctl.toml", "feed_cap = = 3\n")
-    with pytest.raises(ConfigError, match="feedctl.toml is not valid TOML"):
+    with pytest.raises(ConfigError, match=r"feedctl\.toml is not valid TOML"):
         load_settings(None, None, NO_ENV)
 
 
@@ -215,11 +215,11 @@ def test_bad_environment_value_names_the_variable(name: str, value: str) -> None
 @pytest.mark.parametrize("value", [0, -1, -5000])
 def test_non_positive_feed_cap_is_rejected_from_every_source(tmp_path: Path, value: int) -> None:
     config = _write(tmp_path / "c.toml", f"feed_cap = {value}\n")
-    with pytest.raises(ConfigError, match="feed_cap.*must be at least 1"):
+    with pytest.raises(ConfigError, match=r"feed_cap.*must be at least 1"):
         load_settings(config, None, NO_ENV)
-    with pytest.raises(ConfigError, match="feed_cap.*must be at least 1"):
+    with pytest.raises(ConfigError, match=r"feed_cap.*must be at least 1"):
         load_settings(None, None, {"FEEDCTL_FEED_CAP": str(value)})
-    with pytest.raises(ConfigError, match="feed_cap.*must be at least 1"):
+    with pytest.raises(ConfigError, match=r"feed_cap.*must be at least 1"):
         load_settings(None, {"feed_cap": value}, NO_ENV)
 
 
