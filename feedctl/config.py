@@ -46,12 +46,16 @@ _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 _INT_MINIMUMS = {"feed_cap": 1, "active_window_days": 0, "batch_size": 1}
 
 
-def _coerce(key: str, value: Any, source: str) -> Any:
-    """Turn a raw value (TOML, env string or flag) into the field's type, or fail clearly."""
+def _coerce(key: str, value: Any, source: str, *, typed: bool = False) -> Any:
+    """Turn a raw value into the field's type, or fail clearly.
+
+    `typed` values come from TOML and must already have the right type; environment
+    variables and flags arrive as text and are parsed.
+    """
     kind = _FIELDS[key].type
     where = f"{key} (from {source})"
     if kind == "int":
-        if isinstance(value, bool):
+        if isinstance(value, bool | float) or (typed and not isinstance(value, int)):
             raise ConfigError(f"{where}: expected a whole number, got {value!r}")
         try:
             number = int(value)
@@ -88,7 +92,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
         if key not in _FIELDS:
             known = ", ".join(sorted(_FIELDS))
             raise ConfigError(f"config file {path}: unknown key {key!r} (known keys: {known})")
-        values[key] = _coerce(key, value, str(path))
+        values[key] = _coerce(key, value, str(path), typed=True)
     return values
 
 

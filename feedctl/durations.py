@@ -15,4 +15,7 @@ def parse_duration(text: str) -> timedelta:
     match = _DURATION.match(text)
     if not match:
         raise BadInputError(f"duration {text!r} is not understood: use e.g. 30m, 12h, 7d or 2w")
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    except OverflowError:
+        raise BadInputError(f"duration {text!r} is too long") from None

