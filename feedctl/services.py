@@ -444,17 +444,22 @@ class EmbeddedPostgres:
     def running(self) -> bool:
         return self._postmaster() is not None
 
-    def _postmaster(self) -> tuple[int, int] | None:
-        """(pid, port) of a live, listening server on this data folder, or None."""
+    def _postmaster_file(self) -> tuple[int, int] | None:
+        """(pid, port) from postmaster.pid when that pid is alive, else None."""
         try:
             lines = (self.data_dir / "postmaster.pid").read_text().splitlines()
             pid, port = int(lines[0]), int(lines[3])
         except (OSError, ValueError, IndexError):
             return None
-        if not _pid_alive(pid) or not _port_open(port):
+        return (pid, port) if _pid_alive(pid) else None
+
+    def _postmaster(self) -> tuple[int, int] | None:
+        """(pid, port) of a live, listening server on this data folder, or None."""
+        found = self._postmaster_file()
+        if found is None or not _port_open(found[1]):
             return None
-        self._port = port
-        return pid, port
+        self._port = found[1]
+        return found
 
     def start(self) -> str:
         """Start the server (or adopt the one already running here); return its URL."""
@@ -520,9 +525,10 @@ class EmbeddedPostgres:
 
     def stop(self) -> None:
         """Stop the server: fast shutdown, then immediate, then SIGKILL; wait for the port."""
-        pid = self.pid
-        if pid is None:
+        found = self._postmaster_file()  # also a server that does not listen (yet)
+        if found is None:
             return
+        pid, self._port = found
         account = _pg_account(create=False)
         for mode in ("fast", "immediate"):
             self._pg_ctl_stop(mode, account)
@@ -737,6 +743,8 @@ def status(home: Path) -> list[ServiceStatus]:
 
 def stop(home: Path) -> list[ServiceStatus]:
     """Stop the home's servers if they run (data is kept); return their status after."""
+    if not home.exists():
+        return status(home)
     with _locked(home, "postgres"), _locked(home, "redis"):
         postgres, redis = _postgres_at(home), _redis_at(home)
         postgres.stop()

@@ -13,11 +13,12 @@ import pytest
 import redis
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from servers import resolve_postgres, resolve_redis
 
 from feedctl.config import Settings
 from feedctl.context import Context, open_context
 from feedctl.db import migrations
+
+from servers import resolve_postgres, resolve_redis
 
 TEST_VARIABLES = ("FEEDCTL_TEST_DATABASE_URL", "FEEDCTL_TEST_REDIS_URL")
 

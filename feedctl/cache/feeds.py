@@ -99,21 +99,20 @@ class FeedCache:
         self.cap = cap
         self._upsert = client.register_script(_UPSERT_LUA)
 
-    def upsert(self, keyed_entries: Iterable[tuple[str, Sequence[tuple[int, float]]]]) -> int:
+    def upsert(
+        self, keyed_entries: Iterable[tuple[str, Sequence[tuple[int, float]]]]
+    ) -> list[bool]:
         """Upsert entries into cached feeds (uncached feeds are left alone), pipelined.
 
-        Returns how many of the feeds were cached.
+        Returns, feed by feed, whether it was cached.
         """
-        cached = 0
         with self.client.pipeline(transaction=False) as pipe:
             for key, entries in keyed_entries:
                 args: list[Any] = [self.cap]
                 for post_id, score in entries:
                     args.extend((repr(float(score)), post_id))
                 self._upsert(keys=[key], args=args, client=pipe)
-            for result in pipe.execute():
-                cached += int(result) >= 0
-        return cached
+            return [int(result) >= 0 for result in pipe.execute()]
 
     def remove(self, keyed_posts: Iterable[tuple[str, Sequence[int]]]) -> None:
         """Remove posts from feeds, pipelined (a prefix stays a prefix)."""

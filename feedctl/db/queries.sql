@@ -296,3 +296,33 @@ An active user with the largest feed, to show in the demo.
 SELECT fe.user_id FROM feed_entry fe JOIN users u ON u.id = fe.user_id
 WHERE u.last_active_at >= %(since)s
 GROUP BY fe.user_id ORDER BY count(*) DESC, fe.user_id LIMIT 1
+
+-- cache_pending_range --
+The stream range whose cache writes may be missing, if any, and the consumer's position.
+SELECT cache_from_txid, cache_from_event_id, last_txid, last_event_id
+FROM feed_offset_state WHERE consumer = %(consumer)s AND cache_from_txid IS NOT NULL
+
+-- open_cache_pending --
+Remember, with the batch, where the cache writes not yet done begin (kept if already set).
+UPDATE feed_offset_state
+SET cache_from_txid = coalesce(cache_from_txid, %(txid)s::xid8),
+    cache_from_event_id = coalesce(cache_from_event_id, %(event_id)s)
+WHERE consumer = %(consumer)s
+
+-- close_cache_pending --
+The cache has every write of the committed batches.
+UPDATE feed_offset_state SET cache_from_txid = NULL, cache_from_event_id = NULL
+WHERE consumer = %(consumer)s
+
+-- events_in_range --
+Events after one position and up to another, in stream order, one page.
+SELECT id, kind, post_id, community_id, user_id, txid
+FROM feed_events
+WHERE (txid, id) > (%(txid)s::xid8, %(event_id)s::bigint)
+  AND (txid, id) <= (%(last_txid)s::xid8, %(last_event_id)s::bigint)
+ORDER BY txid, id
+LIMIT %(limit)s
+
+-- active_among --
+Which of these users were active since a time.
+SELECT id FROM users WHERE id = ANY(%(ids)s) AND last_active_at >= %(since)s

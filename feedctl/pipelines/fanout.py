@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from itertools import groupby
 from typing import Any
 
@@ -21,9 +23,10 @@ from feedctl.cache.keys import FeedRef, community_feed, user_feed
 from feedctl.context import Context
 from feedctl.db.locks import advisory_lock
 from feedctl.db.queries import query
+from feedctl.faults import checkpoint
 from feedctl.pipelines import repair_marks
-from feedctl.pipelines.cache_ops import CacheReport, refresh_cached
-from feedctl.pipelines.feed_source import member_pages
+from feedctl.pipelines.cache_ops import CacheReport, refresh_cached, write_tops
+from feedctl.pipelines.feed_source import load_tops, member_pages
 from feedctl.pipelines.scores import read_inputs, store_scores
 
 DEFAULT_CONSUMER = "default"
@@ -52,6 +55,10 @@ class FanoutReport:
     feeds_marked_for_repair: int = 0
     lag_events: int = 0
     lag_seconds: float | None = None
+    seconds_database: float = 0.0  # reading events and writing PostgreSQL, commits included
+    seconds_cache: float = 0.0  # writing Redis after the commits
+    cache_batches_replayed: int = 0  # cache writes redone after a run died before them
+    feeds_warmed: int = 0  # uncached feeds of active users, filled from PostgreSQL
     dry_run: bool = False
 
 
@@ -86,22 +93,84 @@ def run_fanout(
     conn = ctx.conn
     with advisory_lock(conn, f"feedctl.fanout:{consumer}"), _dry_run_scope(conn, dry_run):
         conn.execute(query("ensure_consumer"), {"consumer": consumer})
+        if not dry_run:
+            _replay_pending_cache_writes(ctx, consumer, batch, report)
         while max_events is None or report.events < max_events:
             limit = batch if max_events is None else min(batch, max_events - report.events)
-            with conn.transaction():
-                events = _next_batch(conn, consumer, limit)
-                if not events:
-                    break
-                work = _apply(ctx, events, report)
-                _advance(conn, consumer, events)
-            report.events += len(events)
-            report.batches += 1
-            if not dry_run:
-                _write_cache(ctx, work, report)
+            if not _run_batch(ctx, consumer, limit, report):
+                break
             if progress:
                 progress(report)
         _measure_lag(conn, consumer, report)
     return report
+
+
+def _run_batch(ctx: Context, consumer: str, limit: int, report: FanoutReport) -> bool:
+    """One batch: PostgreSQL in one transaction, then Redis. False when nothing was ready."""
+    conn = ctx.conn
+    started = time.perf_counter()
+    with conn.transaction():
+        position = _position(conn, consumer)
+        events = _read_events(
+            conn, "next_events", {"txid": position[0], "event_id": position[1]}, limit
+        )
+        if not events:
+            return False
+        checkpoint("fanout.after_read")
+        work = _apply(ctx, events, report)
+        checkpoint("fanout.after_write")
+        _advance(conn, consumer, events)
+        if not report.dry_run:
+            params = {"consumer": consumer, "txid": position[0], "event_id": position[1]}
+            conn.execute(query("open_cache_pending"), params)
+    checkpoint("fanout.after_commit")
+    committed = time.perf_counter()
+    report.seconds_database += committed - started
+    report.events += len(events)
+    report.batches += 1
+    if not report.dry_run:
+        _write_cache(ctx, work, report)
+        conn.execute(query("close_cache_pending"), {"consumer": consumer})
+        report.seconds_cache += time.perf_counter() - committed
+    return True
+
+
+def _replay_pending_cache_writes(
+    ctx: Context, consumer: str, batch: int, report: FanoutReport
+) -> None:
+    """Redo the cache writes of batches committed by a run that died before writing Redis.
+
+    Every cache write is idempotent, so writing some of them twice is harmless.
+    """
+    row = ctx.conn.execute(query("cache_pending_range"), {"consumer": consumer}).fetchone()
+    if row is None:
+        return
+    bounds = {"last_txid": str(row[2]), "last_event_id": row[3]}
+    after = (str(row[0]), row[1])
+    while True:
+        params = {"txid": after[0], "event_id": after[1], **bounds}
+        events = _read_events(ctx.conn, "events_in_range", params, batch)
+        if not events:
+            break
+        _write_cache(ctx, _work_of(ctx, events), report)
+        after = (events[-1].txid, events[-1].id)
+    ctx.conn.execute(query("close_cache_pending"), {"consumer": consumer})
+    report.cache_batches_replayed += 1
+
+
+def _work_of(ctx: Context, events: list[Event]) -> RedisWork:
+    """The cache writes that committed events call for, from PostgreSQL as it is now."""
+    work = RedisWork()
+    created = [e.post_id for e in events if e.kind == "post_created" and e.post_id is not None]
+    rows = ctx.conn.execute(query("post_scores"), {"post_ids": created}).fetchall()
+    for post_id, community_id, score in rows:
+        work.created[community_id].append((post_id, score))
+    for event in events:
+        if event.kind == "post_deleted" and event.post_id is not None:
+            work.deleted[event.community_id].append(event.post_id)
+        elif event.kind in ("member_joined", "member_left") and event.user_id is not None:
+            work.refresh.add(event.user_id)
+    return work
 
 
 @contextlib.contextmanager
@@ -114,12 +183,16 @@ def _dry_run_scope(conn: psycopg.Connection[Any], dry_run: bool) -> Iterator[Non
         yield
 
 
-def _next_batch(conn: psycopg.Connection[Any], consumer: str, limit: int) -> list[Event]:
+def _position(conn: psycopg.Connection[Any], consumer: str) -> tuple[str, int]:
     row = conn.execute(query("consumer_position"), {"consumer": consumer}).fetchone()
     assert row is not None
-    rows = conn.execute(
-        query("next_events"), {"txid": str(row[0]), "event_id": row[1], "limit": limit}
-    ).fetchall()
+    return str(row[0]), int(row[1])
+
+
+def _read_events(
+    conn: psycopg.Connection[Any], name: str, params: dict[str, Any], limit: int
+) -> list[Event]:
+    rows = conn.execute(query(name), {**params, "limit": limit}).fetchall()
     return [Event(r[0], r[1], r[2], r[3], r[4], str(r[5])) for r in rows]
 
 
@@ -197,15 +270,38 @@ class _CacheWriter:
         self.ctx = ctx
         self.report = report
         self.redis_down = False
+        window = timedelta(days=ctx.settings.active_window_days)
+        self.active_since = datetime.now(UTC) - window
 
     def upsert(self, feeds: list[FeedRef], posts: list[tuple[int, float]]) -> None:
         if not self.redis_down:
             try:
-                self.ctx.cache.upsert((f.key(self.ctx.prefix), posts) for f in feeds)
+                cached = self.ctx.cache.upsert((f.key(self.ctx.prefix), posts) for f in feeds)
+                checkpoint("fanout.mid_cache")
+                self._warm_active([f for f, hit in zip(feeds, cached, strict=True) if not hit])
                 return
             except REDIS_ERRORS:
                 self.redis_down = True
         self._mark(feeds, len(feeds) * len(posts))
+
+    def _warm_active(self, uncached: list[FeedRef]) -> None:
+        """Users active within the window get their whole feed cached; others stay cold."""
+        ids = [f.id for f in uncached if f.kind == "user"]
+        if not ids or self.ctx.settings.active_window_days == 0:
+            return
+        params = {"ids": ids, "since": self.active_since}
+        active = [row[0] for row in self.ctx.conn.execute(query("active_among"), params)]
+        if active:
+            warmed = CacheReport()
+            write_tops(
+                self.ctx,
+                load_tops(self.ctx.conn, "user", active, self.ctx.cap),
+                warmed,
+                "fan-out warm failed",
+            )
+            self.report.feeds_warmed += warmed.feeds_written
+            self.report.redis_failures += warmed.redis_failures
+            self.report.feeds_marked_for_repair += warmed.redis_failures
 
     def remove(self, feeds: list[FeedRef], post_ids: list[int]) -> None:
         if not self.redis_down:

@@ -7,11 +7,12 @@ from typing import Any
 
 import psycopg
 import pytest
-from expected import expected_user_feeds
 
 from feedctl.context import Context
 from feedctl.pipelines import cache_ops
 from feedctl.pipelines.fanout import run_fanout
+
+from expected import expected_user_feeds
 
 NOW = datetime.now(UTC)
 

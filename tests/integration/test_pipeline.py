@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from expected import expected_community_feed, expected_user_feeds
 
 from feedctl.context import Context
 from feedctl.pipelines import cache_ops
@@ -14,6 +13,8 @@ from feedctl.pipelines.fanout import run_fanout
 from feedctl.pipelines.rank import run_rank
 from feedctl.read.pages import FeedReader
 from feedctl.synth import SeedSpec, seed
+
+from expected import expected_community_feed, expected_user_feeds
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 SPEC = SeedSpec(users=300, communities=8, posts=300, seed=7, now=NOW)

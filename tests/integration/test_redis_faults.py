@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from expected import expected_user_feeds
 
 from feedctl.config import Settings
 from feedctl.context import Context, open_context
@@ -18,6 +17,8 @@ from feedctl.pipelines.fanout import run_fanout
 from feedctl.read.pages import FeedReader
 from feedctl.services import EmbeddedRedis
 from feedctl.synth import SeedSpec, seed
+
+from expected import expected_user_feeds
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
