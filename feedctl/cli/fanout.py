@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 import typer
 
 from feedctl.cli.reports import render_counts
-from feedctl.cli.state import handle_errors, state_of
+from feedctl.cli.state import handle_errors, state_of, stop_on_signals
 from feedctl.errors import EXIT_PARTIAL
-from feedctl.pipelines.fanout import DEFAULT_CONSUMER, FanoutReport, run_fanout
+from feedctl.pipelines.fanout import DEFAULT_CONSUMER, FanoutReport, measure_lag, run_fanout
 
 
 @handle_errors
@@ -27,6 +28,12 @@ def fanout(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Report what would be written; write nothing."
     ),
+    follow: bool = typer.Option(
+        False, "--follow", help="Keep consuming; SIGTERM or Ctrl-C stops after the current batch."
+    ),
+    poll_interval: float = typer.Option(
+        1.0, "--poll-interval", min=0.01, help="Seconds between polls with --follow."
+    ),
 ) -> None:
     """Write new posts into their community members' feeds.
 
@@ -35,24 +42,31 @@ def fanout(
     Exit 3 when some Redis writes failed (those feeds are marked for `feedctl cache repair`).
     """
     state = state_of(ctx)
-    with state.context() as context, state.progress("fan-out (events)") as advance:
-        seen = [0]
+    stop = threading.Event()
+    with state.context() as context, stop_on_signals(stop):
+        backlog, _ = measure_lag(context, consumer)
+        total = None if follow else min(backlog, max_events or backlog)
+        with state.progress("fan-out (events)", total=total) as bar:
+            seen = [0]
 
-        def on_batch(report: FanoutReport) -> None:
-            advance(report.events - seen[0])
-            seen[0] = report.events
+            def on_batch(report: FanoutReport) -> None:
+                bar(report.events - seen[0])
+                seen[0] = report.events
+                rate = report.entries_written / max(report.seconds_database, 1e-9)
+                bar.status(f"{rate:,.0f} entries/s, lag {report.lag_events} events", total)
 
-        report = run_fanout(
-            context,
-            consumer=consumer,
-            max_events=max_events,
-            batch_size=batch_size,
-            dry_run=dry_run,
-            progress=on_batch,
-        )
-    state.emit(
-        dataclasses.asdict(report),
-        lambda: render_counts("fan-out" + (" (DRY RUN)" if dry_run else ""), report),
-    )
+            report = run_fanout(
+                context,
+                consumer=consumer,
+                max_events=max_events,
+                batch_size=batch_size,
+                dry_run=dry_run,
+                progress=on_batch,
+                follow=follow,
+                poll_interval=poll_interval,
+                stop=stop,
+            )
+    title = "fan-out" + (" (DRY RUN)" if dry_run else "")
+    state.emit(dataclasses.asdict(report), lambda: render_counts(title, report))
     if report.redis_failures:
         raise typer.Exit(EXIT_PARTIAL)

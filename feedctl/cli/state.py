@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -70,23 +72,38 @@ class CliState:
             human()
 
     @contextmanager
-    def progress(
-        self, description: str, total: int | None = None
-    ) -> Iterator[Callable[[int], None]]:
-        """A progress bar with rate and ETA on a terminal; silent elsewhere."""
+    def progress(self, description: str, total: int | None = None) -> Iterator[ProgressHandle]:
+        """A progress bar with count, rate and ETA on a terminal; silent elsewhere."""
         if self.json or not stderr.is_terminal:
-            yield lambda advance: None
+            yield ProgressHandle(None, None)
             return
         columns = (
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
         )
         with Progress(*columns, console=stderr, transient=True) as bar:
-            task: TaskID = bar.add_task(description, total=total)
-            yield lambda advance: bar.advance(task, advance)
+            task: TaskID = bar.add_task(description, total=total, status="")
+            yield ProgressHandle(bar, task)
+
+
+class ProgressHandle:
+    """Advance a progress bar (callable with a count) and show a status next to it."""
+
+    def __init__(self, bar: Progress | None, task: TaskID | None) -> None:
+        self.bar = bar
+        self.task = task
+
+    def __call__(self, advance: int) -> None:
+        if self.bar is not None and self.task is not None:
+            self.bar.advance(self.task, advance)
+
+    def status(self, text: str, total: int | None = None) -> None:
+        if self.bar is not None and self.task is not None:
+            self.bar.update(self.task, status=text, total=total)
 
 
 def state_of(ctx: typer.Context) -> CliState:
@@ -123,3 +140,23 @@ def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(error.exit_code) from None
 
     return wrapper
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM and SIGINT set `stop` (the job finishes its batch) instead of killing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def request_stop(signum: int, frame: object) -> None:
+        stop.set()
+
+    for sig in previous:
+        signal.signal(sig, request_stop)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -86,23 +87,45 @@ def run_fanout(
     batch_size: int | None = None,
     dry_run: bool = False,
     progress: Progress | None = None,
+    follow: bool = False,
+    poll_interval: float = 1.0,
+    stop: threading.Event | None = None,
 ) -> FanoutReport:
-    """Consume events until none are ready (or `max_events`); see the module docstring."""
+    """Consume events until none are ready (or `max_events`); see the module docstring.
+
+    With `follow`, keep polling every `poll_interval` seconds until `stop` is set; a stop
+    takes effect between batches, so the batch under way always finishes.
+    """
     report = FanoutReport(consumer=consumer, dry_run=dry_run)
     batch = batch_size or ctx.settings.batch_size
+    stop = stop or threading.Event()
     conn = ctx.conn
     with advisory_lock(conn, f"feedctl.fanout:{consumer}"), _dry_run_scope(conn, dry_run):
         conn.execute(query("ensure_consumer"), {"consumer": consumer})
         if not dry_run:
             _replay_pending_cache_writes(ctx, consumer, batch, report)
-        while max_events is None or report.events < max_events:
+        while not stop.is_set() and (max_events is None or report.events < max_events):
             limit = batch if max_events is None else min(batch, max_events - report.events)
-            if not _run_batch(ctx, consumer, limit, report):
+            if _run_batch(ctx, consumer, limit, report):
+                if progress:
+                    progress(report)
+                continue
+            if not follow:
                 break
+            _measure_lag(conn, consumer, report)
             if progress:
                 progress(report)
+            stop.wait(poll_interval)
         _measure_lag(conn, consumer, report)
     return report
+
+
+def measure_lag(ctx: Context, consumer: str = DEFAULT_CONSUMER) -> tuple[int, float]:
+    """Events a consumer has still to read, and the age in seconds of the oldest."""
+    report = FanoutReport(consumer=consumer)
+    ctx.conn.execute(query("ensure_consumer"), {"consumer": consumer})
+    _measure_lag(ctx.conn, consumer, report)
+    return report.lag_events, report.lag_seconds or 0.0
 
 
 def _run_batch(ctx: Context, consumer: str, limit: int, report: FanoutReport) -> bool:
