@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from feedctl.db.queries import query
+from feedctl.db.sql_blocks import query
 from feedctl.errors import LockedError
 
 

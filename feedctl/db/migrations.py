@@ -13,7 +13,7 @@ from typing import Any, LiteralString
 import psycopg
 
 import feedctl
-from feedctl.db.queries import query
+from feedctl.db.sql_blocks import query
 from feedctl.errors import LockedError, MigrationError
 
 # Arbitrary, fixed: the advisory lock key that serialises migration runs.

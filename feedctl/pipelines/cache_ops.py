@@ -13,7 +13,7 @@ import psycopg
 from feedctl.cache.client import REDIS_ERRORS
 from feedctl.cache.keys import KINDS, FeedKind, FeedRef
 from feedctl.context import Context
-from feedctl.db.queries import query
+from feedctl.db.sql_blocks import query
 from feedctl.errors import NotFoundError
 from feedctl.pipelines import repair_marks
 from feedctl.pipelines.feed_source import FeedTop, load_tops, member_pages

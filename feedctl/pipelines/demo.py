@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from feedctl.context import Context
 from feedctl.db import migrations
-from feedctl.db.queries import query
+from feedctl.db.sql_blocks import query
 from feedctl.pipelines import cache_ops
 from feedctl.pipelines.fanout import FanoutReport, run_fanout
 from feedctl.pipelines.rank import RankReport, run_rank

@@ -6,7 +6,7 @@ from typing import Any
 
 import psycopg
 
-from feedctl.db.queries import query
+from feedctl.db.sql_blocks import query
 from feedctl.errors import NotFoundError
 from feedctl.pipelines.scores import inputs_frame
 from feedctl.rank.heuristic import Heuristic

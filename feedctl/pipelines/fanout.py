@@ -23,7 +23,7 @@ from feedctl.cache.client import REDIS_ERRORS
 from feedctl.cache.keys import FeedRef, community_feed, user_feed
 from feedctl.context import Context
 from feedctl.db.locks import advisory_lock
-from feedctl.db.queries import query
+from feedctl.db.sql_blocks import query
 from feedctl.faults import checkpoint
 from feedctl.pipelines import repair_marks
 from feedctl.pipelines.cache_ops import CacheReport, refresh_cached, write_tops

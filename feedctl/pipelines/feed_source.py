@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 
 from feedctl.cache.keys import FeedKind, FeedRef
-from feedctl.db.queries import query
+from feedctl.db.sql_blocks import query
 
 _TOPS_QUERY = {"user": "user_feed_tops", "community": "community_feed_tops"}
 

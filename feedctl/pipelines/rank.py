@@ -17,7 +17,7 @@ from feedctl.cache.client import REDIS_ERRORS
 from feedctl.cache.keys import community_feed, user_feed
 from feedctl.context import Context
 from feedctl.db.locks import advisory_lock
-from feedctl.db.queries import query
+from feedctl.db.sql_blocks import query
 from feedctl.pipelines import repair_marks
 from feedctl.pipelines.scores import inputs_frame, store_scores
 

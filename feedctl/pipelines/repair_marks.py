@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 
 from feedctl.cache.keys import KINDS, FeedKind, FeedRef
-from feedctl.db.queries import query
+from feedctl.db.sql_blocks import query
 
 
 def mark(conn: psycopg.Connection[Any], kind: FeedKind, ids: Sequence[int], reason: str) -> None:

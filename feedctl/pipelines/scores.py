@@ -8,7 +8,7 @@ from typing import Any
 import polars as pl
 import psycopg
 
-from feedctl.db.queries import query
+from feedctl.db.sql_blocks import query
 from feedctl.rank.heuristic import Heuristic
 from feedctl.rank.scoring import score_frame
 

@@ -15,7 +15,7 @@ import psycopg
 from feedctl.cache.client import REDIS_ERRORS
 from feedctl.cache.feeds import CachedPage, FeedCache
 from feedctl.cache.keys import FeedRef, community_feed, user_feed
-from feedctl.db.queries import query
+from feedctl.db.sql_blocks import query
 from feedctl.errors import BadInputError
 from feedctl.pipelines.cache_ops import require_community, require_user
 from feedctl.pipelines.feed_source import load_tops

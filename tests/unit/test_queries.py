@@ -1,4 +1,4 @@
-"""Named SQL blocks: the parser, and every block shipped in queries.sql."""
+"""Named SQL blocks: the parser, and every block shipped in feedctl/db/queries/*.sql."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from importlib import resources
 
 import pytest
 
-from feedctl.db.queries import _blocks, parse_blocks, query
+from feedctl.db.sql_blocks import _blocks, parse_blocks, query
 
 SQL_KEYWORDS = ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "CREATE", "COPY")
 SHIPPED = sorted(_blocks())
@@ -56,8 +56,13 @@ def test_empty_text_has_no_blocks() -> None:
     assert parse_blocks("") == {}
 
 
-def test_shipped_file_has_blocks_and_no_duplicate_headers() -> None:
-    text = resources.files("feedctl.db").joinpath("queries.sql").read_text(encoding="utf-8")
+def test_shipped_files_have_blocks_and_no_duplicate_headers() -> None:
+    folder = resources.files("feedctl.db.queries")
+    text = "".join(
+        entry.read_text(encoding="utf-8")
+        for entry in folder.iterdir()
+        if entry.name.endswith(".sql")
+    )
     headers = re.findall(r"^-- ([a-z0-9_]+) --$", text, re.MULTILINE)
     assert len(headers) == len(set(headers)) == len(SHIPPED) > 0
     assert "\r" not in text

@@ -1,6 +1,7 @@
-"""Named SQL blocks loaded once from queries.sql (the only place SQL text lives).
+"""Named SQL blocks loaded once from the .sql files in feedctl/db/queries/.
 
-A block starts with a line `-- name --`, then a line of description, then SQL.
+A block starts with a line `-- name --`, then a line of description, then SQL. Names are
+unique across all the files; one file per area of the pipeline.
 """
 
 from __future__ import annotations
@@ -28,8 +29,16 @@ def parse_blocks(text: str) -> dict[str, LiteralString]:
 
 @functools.cache
 def _blocks() -> dict[str, LiteralString]:
-    text = resources.files("feedctl.db").joinpath("queries.sql").read_text(encoding="utf-8")
-    return parse_blocks(text)
+    blocks: dict[str, LiteralString] = {}
+    folder = resources.files("feedctl.db.queries")
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if not entry.name.endswith(".sql"):
+            continue
+        for name, body in parse_blocks(entry.read_text(encoding="utf-8")).items():
+            if name in blocks:
+                raise ValueError(f"query {name!r} is defined twice ({entry.name})")
+            blocks[name] = body
+    return blocks
 
 
 def query(name: str) -> LiteralString:
