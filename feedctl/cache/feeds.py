@@ -9,15 +9,36 @@ never create it; only `replace_feeds` (warm, rebuild, repair, a read miss) does.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, cast
 
 from feedctl.cache.client import RedisClient
+from feedctl.cache.keys import feed_pattern
 
 COMPLETE = b"c"
 TRUNCATED = b"t"
 _SENTINELS = (COMPLETE, TRUNCATED)
-_ZADD_CHUNK = 1000
+_SCAN_COUNT = 1000
+
+# Swap a whole feed in, atomically (a script runs alone): the new members are written
+# and the old ones gone in one step, so a reader sees the old feed or the new one, never
+# an empty or half-built one. One key per call, so it works on Redis Cluster unchanged.
+# ARGV: mode ('always' or 'cached': only when the key exists), sentinel, score, member, ...
+# Returns 1 when written, 0 when skipped.
+_REPLACE_LUA = """
+local key = KEYS[1]
+if ARGV[1] == 'cached' and redis.call('EXISTS', key) == 0 then return 0 end
+redis.call('DEL', key)
+redis.call('ZADD', key, '-inf', ARGV[2])
+local last = #ARGV
+local first = 3
+while first <= last do
+  local stop = math.min(first + 1999, last)
+  redis.call('ZADD', key, unpack(ARGV, first, stop))
+  first = stop + 1
+end
+return 1
+"""
 
 # Upsert (score, post id) pairs into a cached feed and trim it to the cap, keeping it an
 # exact prefix of the full feed, ordered by (score desc, post id desc). Returns -1 when
@@ -90,6 +111,37 @@ class CachedPage:
     truncated: bool  # the full feed may continue past what the cache holds
 
 
+@dataclasses.dataclass(frozen=True)
+class CachedFeed:
+    """Everything a cached feed's key holds, sorted out for verification."""
+
+    entries: list[tuple[int, float]]  # (post id, score), best first
+    sentinels: list[bytes]  # `c` or `t` members at -inf (exactly one in a sound feed)
+    foreign: list[bytes]  # members that are neither a post id nor a sentinel at -inf
+    wrong_type: bool = False  # the key holds something other than a sorted set
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyFacts:
+    """What vacuum needs to know about one key: its type, size, lowest member and bytes."""
+
+    key: str
+    type: str
+    members: int  # ZCARD (0 for other types)
+    lowest: tuple[bytes, float] | None  # the lowest member and its score, for sorted sets
+    bytes: int  # MEMORY USAGE (an estimate for large sets)
+
+    @property
+    def sound(self) -> bool:
+        """A sorted set whose lowest member is a sentinel at -inf."""
+        return (
+            self.type == "zset"
+            and self.lowest is not None
+            and self.lowest[0] in _SENTINELS
+            and self.lowest[1] == float("-inf")
+        )
+
+
 class FeedCache:
     """Pipelined reads and writes of cached feeds under one key prefix."""
 
@@ -98,6 +150,7 @@ class FeedCache:
         self.prefix = prefix
         self.cap = cap
         self._upsert = client.register_script(_UPSERT_LUA)
+        self._replace_script = client.register_script(_REPLACE_LUA)
 
     def upsert(
         self, keyed_entries: Iterable[tuple[str, Sequence[tuple[int, float]]]]
@@ -127,15 +180,29 @@ class FeedCache:
         self.replace_many([(key, entries, truncated)])
 
     def replace_many(self, feeds: Iterable[tuple[str, Sequence[tuple[int, float]], bool]]) -> None:
-        """Swap in whole feeds in one MULTI/EXEC round trip."""
-        with self.client.pipeline(transaction=True) as pipe:
+        """Swap in whole feeds, each atomically, in one pipelined round trip."""
+        self._replace(feeds, "always")
+
+    def replace_cached_many(
+        self, feeds: Iterable[tuple[str, Sequence[tuple[int, float]], bool]]
+    ) -> list[bool]:
+        """Swap in whole feeds that are cached now (atomically each); leave the others out.
+
+        Returns, feed by feed, whether it was cached (and so written).
+        """
+        return self._replace(feeds, "cached")
+
+    def _replace(
+        self, feeds: Iterable[tuple[str, Sequence[tuple[int, float]], bool]], mode: str
+    ) -> list[bool]:
+        with self.client.pipeline(transaction=False) as pipe:
             for key, entries, truncated in feeds:
-                pipe.delete(key)
-                pipe.zadd(key, {TRUNCATED if truncated else COMPLETE: float("-inf")})
-                for start in range(0, len(entries), _ZADD_CHUNK):
-                    chunk = entries[start : start + _ZADD_CHUNK]
-                    pipe.zadd(key, {str(post_id): float(score) for post_id, score in chunk})
-            pipe.execute()
+                args: list[Any] = [mode, TRUNCATED if truncated else COMPLETE]
+                for post_id, score in entries:
+                    args.append(repr(float(score)))
+                    args.append(post_id)
+                self._replace_script(keys=[key], args=args, client=pipe)
+            return [bool(result) for result in pipe.execute()]
 
     def exists(self, keys: Sequence[str]) -> list[bool]:
         with self.client.pipeline(transaction=False) as pipe:
@@ -145,6 +212,68 @@ class FeedCache:
 
     def delete(self, keys: Sequence[str]) -> int:
         return int(self.client.delete(*keys)) if keys else 0
+
+    def sizes(self, keys: Sequence[str]) -> list[int | None]:
+        """Entries (sentinel excluded) of each cached feed; None for a feed not cached."""
+        with self.client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.zcard(key)
+            counts = pipe.execute()
+        return [int(n) - 1 if n else None for n in counts]
+
+    def whole(self, keys: Sequence[str]) -> list[CachedFeed | None]:
+        """Every member of each feed, sorted out; None for a key that is not cached."""
+        with self.client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.zrange(key, 0, -1, withscores=True)
+            results = pipe.execute(raise_on_error=False)
+        return [_whole_feed(raw) for raw in results]
+
+    def scan_keys(self) -> Iterator[list[str]]:
+        """Every key under `prefix feed:` in batches, walked with SCAN (never KEYS)."""
+        batch: list[str] = []
+        for raw in self.client.scan_iter(match=feed_pattern(self.prefix), count=_SCAN_COUNT):
+            batch.append(raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else raw)
+            if len(batch) >= _SCAN_COUNT:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def inspect(self, keys: Sequence[str]) -> list[KeyFacts]:
+        """Type, size, lowest member and memory of each key, pipelined."""
+        with self.client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.type(key)
+                pipe.zcard(key)
+                pipe.zrange(key, 0, 0, withscores=True)
+                pipe.memory_usage(key)
+            results = pipe.execute(raise_on_error=False)
+        facts = []
+        for index, key in enumerate(keys):
+            kind, card, lowest, used = results[4 * index : 4 * index + 4]
+            zset = kind in (b"zset", "zset")
+            facts.append(
+                KeyFacts(
+                    key=key,
+                    type=kind.decode() if isinstance(kind, bytes) else str(kind),
+                    members=int(card) if zset else 0,
+                    lowest=(lowest[0][0], float(lowest[0][1])) if zset and lowest else None,
+                    bytes=int(used) if isinstance(used, int) else 0,
+                )
+            )
+        return facts
+
+    def trim(self, keys: Sequence[str]) -> None:
+        """Trim cached feeds to the cap, keeping each an exact prefix (marked truncated)."""
+        with self.client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                self._upsert(keys=[key], args=[self.cap], client=pipe)
+            pipe.execute()
+
+    def unlink(self, keys: Sequence[str]) -> int:
+        """Drop keys without blocking the server on large ones."""
+        return int(self.client.unlink(*keys)) if keys else 0
 
     def members(self, key: str) -> tuple[list[tuple[int, float]], bytes] | None:
         """Every member of a cached feed, best first, and its sentinel; None when not cached."""
@@ -195,3 +324,24 @@ class FeedCache:
         )
         rest = [item for item in items if item[1] != boundary]
         return rest + [(int(m), float(s)) for m, s in tied]
+
+
+def _whole_feed(raw: Any) -> CachedFeed | None:
+    if isinstance(raw, Exception):
+        return CachedFeed([], [], [], wrong_type=True)
+    return _sort_out(raw) if raw else None
+
+
+def _sort_out(raw: list[tuple[bytes, float]]) -> CachedFeed:
+    entries: list[tuple[int, float]] = []
+    sentinels: list[bytes] = []
+    foreign: list[bytes] = []
+    for member, score in raw:
+        if member in _SENTINELS and score == float("-inf"):
+            sentinels.append(member)
+        elif member.isdigit() and (member == b"0" or not member.startswith(b"0")):
+            entries.append((int(member), float(score)))
+        else:
+            foreign.append(member)
+    entries.sort(key=lambda item: (item[1], item[0]), reverse=True)
+    return CachedFeed(entries, sentinels, foreign)

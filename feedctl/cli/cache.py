@@ -1,36 +1,42 @@
-"""`feedctl cache warm|repair`."""
+"""`feedctl cache warm|repair|verify|vacuum`."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
 from pathlib import Path
 
 import typer
+from rich.table import Table
 
 from feedctl.cli.reports import render_counts
-from feedctl.cli.state import handle_errors, state_of
+from feedctl.cli.state import handle_errors, state_of, stdout
 from feedctl.context import Context
 from feedctl.durations import parse_duration
 from feedctl.errors import EXIT_PARTIAL, BadInputError
-from feedctl.pipelines import cache_ops
+from feedctl.pipelines import cache_ops, cache_vacuum, cache_verify
+from feedctl.pipelines.cache_ops import Targets
+from feedctl.pipelines.cache_verify import VerifyReport
 from feedctl.pipelines.id_files import read_ids
 
-app = typer.Typer(help="Fill, repair and inspect cached feeds in Redis.", no_args_is_help=True)
+app = typer.Typer(
+    help="Fill, repair, verify and vacuum cached feeds in Redis.", no_args_is_help=True
+)
+SHOWN_MISMATCHES = 50
 
 
 def _warm_targets(
     context: Context, active_since: str | None, users: Path | None, community: int | None
-) -> Iterable[int]:
+) -> Targets:
     chosen = [active_since is not None, users is not None, community is not None]
     if sum(chosen) > 1:
         raise BadInputError("give only one of --active-since, --users and --community")
     if users is not None:
-        return cache_ops.existing_users(context.conn, read_ids(users))
+        ids = cache_ops.existing_users(context.conn, read_ids(users))
+        return Targets(ids, len(ids))
     if community is not None:
-        return cache_ops.community_member_ids(context, community)
+        return cache_ops.community_members(context, community)
     window = active_since or f"{context.settings.active_window_days}d"
-    return cache_ops.active_user_ids(context, parse_duration(window))
+    return cache_ops.active_users(context, parse_duration(window))
 
 
 @app.command("warm")
@@ -38,7 +44,9 @@ def _warm_targets(
 def warm(
     ctx: typer.Context,
     active_since: str | None = typer.Option(
-        None, "--active-since", help="Users active within this long, e.g. 7d (the default)."
+        None,
+        "--active-since",
+        help="Users active within this long, e.g. 7d (default: active_window_days).",
     ),
     users: Path | None = typer.Option(None, "--users", help="File of user ids, one a line."),
     community: int | None = typer.Option(None, "--community", help="Every member of a community."),
@@ -47,14 +55,17 @@ def warm(
 ) -> None:
     """Fill users' cached feeds from PostgreSQL (top `cap` entries each, pipelined).
 
-    Exit 3 when some Redis writes failed (those feeds are marked for repair).
+    Feeds already cached are skipped unless --force. Memory stays bounded: feeds go in
+    chunks of at most 250,000 entries. Exit 3 when some Redis writes failed (those feeds
+    are marked for repair).
     """
     state = state_of(ctx)
-    with state.context() as context, state.progress("warming (feeds)") as advance:
+    with state.context() as context:
         targets = _warm_targets(context, active_since, users, community)
-        report = cache_ops.warm(
-            context, "user", targets, force=force, dry_run=dry_run, progress=advance
-        )
+        with state.progress("warming (feeds)", total=targets.total) as advance:
+            report = cache_ops.warm(
+                context, "user", targets.ids, force=force, dry_run=dry_run, progress=advance
+            )
     title = "cache warm" + (" (DRY RUN)" if dry_run else "")
     state.emit(dataclasses.asdict(report), lambda: render_counts(title, report))
     if report.redis_failures:
@@ -66,7 +77,9 @@ def warm(
 def repair(ctx: typer.Context) -> None:
     """Rewrite every feed marked for repair (after Redis missed writes) from PostgreSQL.
 
-    Exit 3 when Redis failed again (the marks stay for the next run).
+    Cached copies are swapped in atomically; a marked feed that is not cached needs no
+    repair (a read or a warm fills it) and is only unmarked. Exit 3 when Redis failed again
+    (the marks stay for the next run).
     """
     state = state_of(ctx)
     with state.context() as context, state.progress("repairing (feeds)") as advance:
@@ -74,3 +87,77 @@ def repair(ctx: typer.Context) -> None:
     state.emit(dataclasses.asdict(report), lambda: render_counts("cache repair", report))
     if report.redis_failures:
         raise typer.Exit(EXIT_PARTIAL)
+
+
+@app.command("verify")
+@handle_errors
+def verify(
+    ctx: typer.Context,
+    sample: int = typer.Option(100, "--sample", help="How many random cached feeds to compare."),
+    mark: bool = typer.Option(
+        False, "--mark", help="Mark the feeds that disagree for `feedctl cache repair`."
+    ),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of the random sample."),
+) -> None:
+    """Compare random cached feeds with PostgreSQL, member by member and score by score.
+
+    Prints every mismatch (missing, extra, score, sentinel, over_cap, malformed, orphan).
+    A feed that disagrees is compared again after half a second, so writes still in flight
+    are not reported. Exit 3 when any mismatch remains.
+    """
+    state = state_of(ctx)
+    with state.context() as context, state.progress("sampling (keys)") as advance:
+        report = cache_verify.verify(context, sample, mark=mark, seed=seed, progress=advance)
+    state.emit(dataclasses.asdict(report), lambda: _render_verify(report))
+    if report.mismatches:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+def _render_verify(report: VerifyReport) -> None:
+    render_counts("cache verify", report)
+    if not report.mismatches:
+        return
+    table = Table("key", "mismatch", "post", "cached score", "database score", "detail")
+    for m in report.mismatches[:SHOWN_MISMATCHES]:
+        table.add_row(
+            m.key,
+            m.kind,
+            "" if m.post_id is None else str(m.post_id),
+            "" if m.cached_score is None else repr(m.cached_score),
+            "" if m.database_score is None else repr(m.database_score),
+            m.detail,
+        )
+    stdout.print(table)
+    hidden = len(report.mismatches) - SHOWN_MISMATCHES
+    if hidden > 0:
+        stdout.print(f"... and {hidden} more (--json prints them all)")
+
+
+@app.command("vacuum")
+@handle_errors
+def vacuum(
+    ctx: typer.Context,
+    inactive_for: str | None = typer.Option(
+        None,
+        "--inactive-for",
+        help="Drop the feeds of users inactive for longer than this, e.g. 30d "
+        "(default: active_window_days).",
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Count what would be freed."),
+) -> None:
+    """Free cache memory nobody needs, walking keys with SCAN (never KEYS).
+
+    Drops the feeds of inactive users, orphan keys (not a feed key, or the feed of a user
+    or community that no longer exists) and malformed ones; trims feeds over the cap back
+    to it; deletes score history older than any cursor. Reports keys, members and bytes
+    freed.
+    """
+    state = state_of(ctx)
+    with state.context() as context:
+        window = inactive_for or f"{context.settings.active_window_days}d"
+        with state.progress("vacuuming (keys)") as advance:
+            report = cache_vacuum.vacuum(
+                context, parse_duration(window), dry_run=dry_run, progress=advance
+            )
+    title = "cache vacuum" + (" (DRY RUN)" if dry_run else "")
+    state.emit(dataclasses.asdict(report), lambda: render_counts(title, report))

@@ -10,7 +10,7 @@ from feedctl.read.pages import FeedPage, FeedReader
 
 app = typer.Typer(help="Read a feed page by page (cache first).", no_args_is_help=True)
 
-LIMIT = typer.Option(20, "--limit", min=1, max=500, help="Items per page (1-500).")
+LIMIT = typer.Option(20, "--limit", help="Items per page (1-500).")
 CURSOR = typer.Option(None, "--cursor", help="The next_cursor of the previous page.")
 
 

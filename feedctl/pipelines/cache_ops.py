@@ -20,6 +20,7 @@ from feedctl.pipelines.feed_source import FeedTop, load_tops, member_pages
 
 Progress = Callable[[int], None]
 FEEDS_PER_CHUNK = 200
+ENTRY_BUDGET = 250_000  # entries a warm holds in memory at once (a chunk of feeds' tops)
 
 
 @dataclasses.dataclass
@@ -54,6 +55,30 @@ def write_tops(ctx: Context, tops: Sequence[FeedTop], report: CacheReport, reaso
     report.entries_written += sum(len(t.entries) for t in tops)
 
 
+def write_cached_tops(
+    ctx: Context, tops: Sequence[FeedTop], report: CacheReport, reason: str
+) -> list[bool]:
+    """Swap whole feeds into Redis where they are cached now (each atomically, one round
+    trip); uncached ones stay uncached. On a Redis failure mark them for repair instead.
+
+    Returns, feed by feed, whether it was written.
+    """
+    try:
+        keyed = [(t.feed.key(ctx.prefix), t.entries, t.truncated) for t in tops]
+        written = ctx.cache.replace_cached_many(keyed)
+    except REDIS_ERRORS:
+        report.redis_failures += len(tops)
+        repair_marks.mark_feeds(ctx.conn, [t.feed for t in tops], reason)
+        return [False] * len(tops)
+    for top, done in zip(tops, written, strict=True):
+        if done:
+            report.feeds_written += 1
+            report.entries_written += len(top.entries)
+        else:
+            report.feeds_skipped += 1
+    return written
+
+
 def refresh_cached(ctx: Context, feeds: Sequence[FeedRef], report: CacheReport) -> None:
     """Re-read from PostgreSQL the feeds that are cached now; leave the others uncached."""
     if not feeds:
@@ -79,9 +104,14 @@ def warm(
     dry_run: bool = False,
     progress: Progress | None = None,
 ) -> CacheReport:
-    """Fill the cache for these feeds from PostgreSQL; warm feeds are skipped unless forced."""
+    """Fill the cache for these feeds from PostgreSQL; warm feeds are skipped unless forced.
+
+    Feeds go in chunks of at most ENTRY_BUDGET entries (cap + 1 each), so memory does not
+    grow with the number of feeds; each chunk is one query and one pipelined round trip of
+    atomic swaps.
+    """
     report = CacheReport(dry_run=dry_run)
-    for chunk in chunked(ids, FEEDS_PER_CHUNK):
+    for chunk in chunked(ids, feeds_per_chunk(ctx.cap)):
         report.feeds_considered += len(chunk)
         feeds = [FeedRef(kind, i) for i in chunk]
         todo = chunk
@@ -96,10 +126,19 @@ def warm(
     return report
 
 
+def feeds_per_chunk(cap: int) -> int:
+    """How many feeds' tops fit in the entry budget (between 1 and 1000)."""
+    return max(1, min(1000, ENTRY_BUDGET // (cap + 1)))
+
+
 def _paged_ids(
-    conn: psycopg.Connection[Any], name: str, params: dict[str, Any], page: int = 5000
+    conn: psycopg.Connection[Any],
+    name: str,
+    params: dict[str, Any],
+    page: int = 5000,
+    start: int = 0,
 ) -> Iterator[int]:
-    after = 0
+    after = start
     while True:
         rows = conn.execute(query(name), {**params, "after": after, "limit": page}).fetchall()
         if not rows:
@@ -108,14 +147,39 @@ def _paged_ids(
         after = rows[-1][0]
 
 
+@dataclasses.dataclass(frozen=True)
+class Targets:
+    """Feeds to work on: their ids (a lazy, paged iterator) and how many there are."""
+
+    ids: Iterable[int]
+    total: int
+
+
+def active_users(ctx: Context, since: timedelta) -> Targets:
+    """Users active within `since`, in id order, paged."""
+    cutoff = datetime.now(UTC) - since
+    row = ctx.conn.execute(query("count_active_users"), {"since": cutoff}).fetchone()
+    ids = _paged_ids(ctx.conn, "active_user_ids", {"since": cutoff})
+    return Targets(ids, int(row[0]) if row else 0)
+
+
 def active_user_ids(ctx: Context, since: timedelta) -> Iterator[int]:
     """Users active within `since`, in id order, paged."""
     cutoff = datetime.now(UTC) - since
     return _paged_ids(ctx.conn, "active_user_ids", {"since": cutoff})
 
 
-def all_user_ids(conn: psycopg.Connection[Any]) -> Iterator[int]:
-    return _paged_ids(conn, "user_ids_after", {})
+def all_user_ids(conn: psycopg.Connection[Any], after: int = 0) -> Iterator[int]:
+    """Every user id above `after`, in order, paged."""
+    return _paged_ids(conn, "user_ids_after", {}, start=after)
+
+
+def community_members(ctx: Context, community_id: int) -> Targets:
+    """A community's members, paged (the community must exist)."""
+    require_community(ctx.conn, community_id)
+    row = ctx.conn.execute(query("count_members"), {"community_id": community_id}).fetchone()
+    ids = (user for page in member_pages(ctx.conn, community_id) for user in page)
+    return Targets(ids, int(row[0]) if row else 0)
 
 
 def community_member_ids(ctx: Context, community_id: int) -> list[int]:
@@ -146,50 +210,12 @@ def existing_users(conn: psycopg.Connection[Any], ids: Sequence[int]) -> list[in
     return list(ids)
 
 
-def rebuild_users(
-    ctx: Context,
-    ids: Iterable[int],
-    *,
-    dry_run: bool = False,
-    progress: Progress | None = None,
-) -> CacheReport:
-    """Recompute users' feeds from memberships and posts, truncated to the cap, in
-    PostgreSQL (one transaction per chunk, so readers see old or new) and then Redis."""
-    report = CacheReport(dry_run=dry_run)
-    for chunk in chunked(ids, FEEDS_PER_CHUNK):
-        report.feeds_considered += len(chunk)
-        with ctx.conn.transaction(force_rollback=dry_run):
-            report.entries_before += _count_entries(ctx.conn, chunk)
-            ctx.conn.execute(query("delete_user_feeds"), {"ids": chunk})
-            ctx.conn.execute(query("rebuild_user_feeds"), {"ids": chunk, "cap": ctx.cap})
-            report.entries_after += _count_entries(ctx.conn, chunk)
-        if not dry_run:
-            write_tops(ctx, load_tops(ctx.conn, "user", chunk, ctx.cap), report, "rebuild failed")
-        if progress:
-            progress(len(chunk))
-    return report
-
-
-def rebuild_community(
-    ctx: Context, community_id: int, *, dry_run: bool = False, progress: Progress | None = None
-) -> CacheReport:
-    """Rebuild every member's feed and the community's own cached feed."""
-    members = community_member_ids(ctx, community_id)
-    report = rebuild_users(ctx, members, dry_run=dry_run, progress=progress)
-    if not dry_run:
-        tops = load_tops(ctx.conn, "community", [community_id], ctx.cap)
-        write_tops(ctx, tops, report, "rebuild failed")
-    return report
-
-
-def _count_entries(conn: psycopg.Connection[Any], ids: Sequence[int]) -> int:
-    return sum(n for _, n in conn.execute(query("count_user_entries"), {"ids": list(ids)}))
-
-
 def repair(ctx: Context, *, progress: Progress | None = None) -> CacheReport:
-    """Rewrite every feed marked for repair from PostgreSQL, then unmark it.
+    """Rewrite the cached copy of every feed marked for repair from PostgreSQL, then unmark it.
 
-    A mark set after the repair read PostgreSQL stays, so a miss during repair is not lost.
+    A marked feed that is not cached has nothing stale to heal (a read or a warm fills it
+    from PostgreSQL): it is unmarked and counted as skipped. A mark set after the repair
+    read PostgreSQL stays, so a miss during repair is not lost.
     """
     report = CacheReport()
     while True:
@@ -202,7 +228,8 @@ def repair(ctx: Context, *, progress: Progress | None = None) -> CacheReport:
             ids = [feed_id for k, feed_id in marks if k == kind]
             if ids:
                 report.feeds_considered += len(ids)
-                write_tops(ctx, load_tops(ctx.conn, kind, ids, ctx.cap), report, "repair failed")
+                tops = load_tops(ctx.conn, kind, ids, ctx.cap)
+                write_cached_tops(ctx, tops, report, "repair failed")
         if report.redis_failures > failures_before:
             return report
         with ctx.conn.transaction():

@@ -1,41 +1,105 @@
 """Opaque, versioned, tamper-evident page cursors.
 
-A cursor is base64url(version, feed kind, feed id, score, post id, HMAC tag): it names
-the last item of a page and the feed it belongs to, signed with `cursor_secret`.
+A cursor is base64url(version, feed kind, feed id, score, post id, pin, HMAC tag): it
+names the last item of a page, the feed it belongs to, and the PostgreSQL snapshot its walk
+is pinned to (xmin, xmax, the transactions in progress, and the time; docs/decisions/0015),
+signed with `cursor_secret`.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import hmac
 import math
 import re
 import struct
+from datetime import UTC, datetime, timedelta
 
 from feedctl.cache.keys import FeedRef
 from feedctl.errors import CursorError
 
-VERSION = 1
-_BODY = struct.Struct(">BBqdq")
+VERSION = 2
+CURSOR_MAX_AGE = timedelta(hours=24)  # post_score_change rows are kept at least this long
+MAX_IN_PROGRESS = 32  # beyond this, a pin keeps only xmin (coarser, still steady)
+_HEAD = struct.Struct(">BBqdqQQqB")  # version, kind, id, score, post id, xmin, xmax, at, n
+_XID = struct.Struct(">Q")
 _TAG_BYTES = 12
 _KIND_CODES = {"user": 1, "community": 2}
-_TOKEN_CHARS = len(base64.urlsafe_b64encode(bytes(_BODY.size + _TAG_BYTES)).rstrip(b"="))
-_CANONICAL = re.compile(f"[A-Za-z0-9_-]{{{_TOKEN_CHARS}}}")
+_MAX_CHARS = -(-(_HEAD.size + MAX_IN_PROGRESS * _XID.size + _TAG_BYTES) * 4 // 3)
+_CANONICAL = re.compile(f"[A-Za-z0-9_-]{{1,{_MAX_CHARS}}}")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Pin:
+    """The PostgreSQL snapshot a walk through a feed is pinned to, taken by its first page.
+
+    A score change by a transaction this snapshot does not see is undone for the walk.
+    `at` is the database clock then (cursors expire after CURSOR_MAX_AGE).
+    """
+
+    xmin: int
+    xmax: int
+    in_progress: tuple[int, ...]
+    at: datetime
+
+    @property
+    def snapshot(self) -> str:
+        """The snapshot in pg_snapshot's text form, `xmin:xmax:xip,...`."""
+        return f"{self.xmin}:{self.xmax}:{','.join(str(x) for x in self.in_progress)}"
+
+    @classmethod
+    def of_snapshot(cls, text: str, at: datetime) -> Pin:
+        """A pin from pg_snapshot text; one with too many transactions in progress keeps
+        only xmin (every transaction from xmin on counts as unseen: coarser, still steady)."""
+        xmin, xmax, listed = text.split(":")
+        in_progress = tuple(int(x) for x in listed.split(",") if x)
+        if len(in_progress) > MAX_IN_PROGRESS:
+            return cls(int(xmin), int(xmin), (), at)
+        return cls(int(xmin), int(xmax), in_progress, at)
+
+
+@dataclasses.dataclass(frozen=True)
+class Position:
+    """Where a page ends: after (score, post id), in a walk pinned to `pin`."""
+
+    score: float
+    post_id: int
+    pin: Pin
 
 
 def _tag(body: bytes, secret: str) -> bytes:
     return hmac.new(secret.encode(), body, hashlib.sha256).digest()[:_TAG_BYTES]
 
 
-def encode_cursor(feed: FeedRef, score: float, post_id: int, secret: str) -> str:
-    body = _BODY.pack(VERSION, _KIND_CODES[feed.kind], feed.id, score, post_id)
+def _micros(moment: datetime) -> int:
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def encode_cursor(feed: FeedRef, position: Position, secret: str) -> str:
+    pin = position.pin
+    if len(pin.in_progress) > MAX_IN_PROGRESS:
+        raise ValueError(f"a pin holds at most {MAX_IN_PROGRESS} transactions in progress")
+    body = _HEAD.pack(
+        VERSION,
+        _KIND_CODES[feed.kind],
+        feed.id,
+        position.score,
+        position.post_id,
+        pin.xmin,
+        pin.xmax,
+        _micros(pin.at),
+        len(pin.in_progress),
+    ) + b"".join(_XID.pack(x) for x in pin.in_progress)
     return base64.urlsafe_b64encode(body + _tag(body, secret)).rstrip(b"=").decode()
 
 
-def decode_cursor(token: str, feed: FeedRef, secret: str) -> tuple[float, int]:
-    """The (score, post id) a cursor points after, or CursorError saying what is wrong."""
+def decode_cursor(token: str, feed: FeedRef, secret: str) -> Position:
+    """The position a cursor points after, or CursorError saying what is wrong."""
     if not _CANONICAL.fullmatch(token):
         raise CursorError("cursor is not valid: it is not base64url text of the right length")
     try:
@@ -44,16 +108,41 @@ def decode_cursor(token: str, feed: FeedRef, secret: str) -> tuple[float, int]:
         raise CursorError("cursor is not valid: it is not base64url text") from None
     if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != token:
         raise CursorError("cursor is not valid: it is not in canonical form")
-    if len(raw) != _BODY.size + _TAG_BYTES:
+    if len(raw) < _HEAD.size + _TAG_BYTES:
+        raise CursorError("cursor is not valid: it is truncated")
+    size = _HEAD.size + raw[_HEAD.size - 1] * _XID.size
+    if len(raw) != size + _TAG_BYTES:
         raise CursorError("cursor is not valid: it is truncated or padded")
-    body, tag = raw[: _BODY.size], raw[_BODY.size :]
+    body, tag = raw[:size], raw[size:]
     if not hmac.compare_digest(tag, _tag(body, secret)):
         raise CursorError("cursor is not valid: its signature does not match (forged or altered)")
-    version, kind, feed_id, score, post_id = _BODY.unpack(body)
+    version, kind, feed_id, score, post_id, xmin, xmax, at_us, count = _HEAD.unpack_from(body)
     if version != VERSION:
         raise CursorError(f"cursor version {version} is not supported (expected {VERSION})")
     if kind != _KIND_CODES[feed.kind] or feed_id != feed.id:
         raise CursorError(f"cursor belongs to another feed, not the {feed.kind} feed {feed.id}")
     if math.isnan(score):
         raise CursorError("cursor is not valid: it holds no score")
-    return score, post_id
+    try:
+        at = _EPOCH + at_us * _MICROSECOND
+    except OverflowError:
+        raise CursorError("cursor is not valid: its snapshot time is out of range") from None
+    in_progress = tuple(x for (x,) in _XID.iter_unpack(body[_HEAD.size :]))
+    if (
+        count > MAX_IN_PROGRESS
+        or not xmin <= xmax
+        or any(not xmin <= x < xmax for x in in_progress)
+    ):
+        raise CursorError("cursor is not valid: its snapshot is inconsistent")
+    return Position(score, post_id, Pin(xmin, xmax, in_progress, at))
+
+
+def require_fresh(position: Position, now: datetime, max_age: timedelta) -> None:
+    """Refuse a cursor whose walk began longer ago than `max_age` (its history is gone)."""
+    age = now - position.pin.at
+    if age > max_age:
+        hours = max_age / timedelta(hours=1)
+        raise CursorError(
+            f"cursor has expired (its walk began more than {hours:g} h ago): "
+            "read the feed again from the first page"
+        )

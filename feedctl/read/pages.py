@@ -1,13 +1,20 @@
 """Reading a page of a user's or a community's feed: Redis first, PostgreSQL on a miss.
 
-Pages are ordered by (score desc, post id desc); a cursor names the last item shown,
-so a page boundary neither repeats nor drops an item while the feed changes.
+Pages are ordered by (score desc, post id desc). A walk (a first page and the pages its
+cursors lead to) is pinned to the first page's snapshot: a post whose score changes during
+the walk keeps the place it had, so no post is shown twice and none that stays in the feed
+is skipped, while posts are fanned out and rescored between pages (docs/decisions/0015).
+
+A page read from Redis is checked against PostgreSQL in one query (the pin, the scores of
+the cached items, how many entries the cached range should hold); a cache that disagrees
+is not trusted and the page is read from PostgreSQL instead.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import psycopg
@@ -19,11 +26,23 @@ from feedctl.db.sql_blocks import query
 from feedctl.errors import BadInputError
 from feedctl.pipelines.cache_ops import require_community, require_user
 from feedctl.pipelines.feed_source import load_tops
-from feedctl.read.cursor import decode_cursor, encode_cursor
+from feedctl.read.cursor import (
+    CURSOR_MAX_AGE,
+    Pin,
+    Position,
+    decode_cursor,
+    encode_cursor,
+    require_fresh,
+)
 
 MAX_LIMIT = 500
+CACHE_SLACK = 8  # extra cached items read, to stand in for items whose score changed
 _TOP = (float("inf"), 2**63 - 1)
-_PAGE_QUERY = {"user": "user_feed_page", "community": "community_feed_page"}
+_BOTTOM = (float("-inf"), -(2**63))
+_PAGE_QUERY = {"user": "user_page_pinned", "community": "community_page_pinned"}
+_CHECK_QUERY = {"user": "user_cached_page_check", "community": "community_cached_page_check"}
+
+Source = Literal["cache", "database"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,7 +51,11 @@ class FeedItem:
     community_id: int
     author_id: int
     created_at: datetime
-    score: float
+    score: float  # the rank key the walk orders by (its value at the walk's pin)
+
+    @property
+    def rank(self) -> tuple[float, int]:
+        return (self.score, self.post_id)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -48,19 +71,31 @@ class FeedItem:
 class FeedPage:
     items: list[FeedItem]
     next_cursor: str | None
-    source: Literal["cache", "database", "cache+database"]
+    source: Source
 
     def as_json(self) -> dict[str, Any]:
         return {"items": [i.as_json() for i in self.items], "next_cursor": self.next_cursor}
 
 
 class FeedReader:
-    """What an app server imports to read feeds."""
+    """What an app server imports to read feeds.
 
-    def __init__(self, conn: psycopg.Connection[Any], cache: FeedCache, cursor_secret: str) -> None:
+    One reader per connection; `conn` should be in autocommit mode, so that each page sees
+    the latest committed state (the pin, not a long transaction, keeps a walk steady).
+    """
+
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        cache: FeedCache,
+        cursor_secret: str,
+        *,
+        cursor_max_age: timedelta = CURSOR_MAX_AGE,
+    ) -> None:
         self.conn = conn
         self.cache = cache
         self.secret = cursor_secret
+        self.cursor_max_age = cursor_max_age
 
     def user_feed(self, user_id: int, limit: int = 20, cursor: str | None = None) -> FeedPage:
         return self.page(user_feed(user_id), limit, cursor)
@@ -71,69 +106,102 @@ class FeedReader:
         return self.page(community_feed(community_id), limit, cursor)
 
     def page(self, feed: FeedRef, limit: int, cursor: str | None) -> FeedPage:
+        """One page: the first (no cursor) or the one after `cursor`, of the same walk."""
         if not 1 <= limit <= MAX_LIMIT:
             raise BadInputError(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
-        after = decode_cursor(cursor, feed, self.secret) if cursor else None
-        cached, redis_ok = self._read_cache(feed, after, limit)
-        if cached is None:
-            return self._from_database(feed, after, limit, fill=redis_ok)
-        return self._from_cache(feed, after, limit, cached)
+        position = None
+        if cursor is not None:
+            position = decode_cursor(cursor, feed, self.secret)
+            require_fresh(position, datetime.now(UTC), self.cursor_max_age)
+        cached, redis_ok = self._read_cache(feed, position, limit + CACHE_SLACK)
+        if cached is not None:
+            page = self._from_cache(feed, position, limit, cached)
+            return page or self._from_database(feed, position, limit)
+        page = self._from_database(feed, position, limit)
+        if not page.items and position is None:
+            _require_feed_owner(self.conn, feed)
+        if redis_ok:
+            self._fill(feed)
+        return page
 
     def _read_cache(
-        self, feed: FeedRef, after: tuple[float, int] | None, limit: int
+        self, feed: FeedRef, position: Position | None, count: int
     ) -> tuple[CachedPage | None, bool]:
+        after = (position.score, position.post_id) if position else None
         try:
-            return self.cache.read(feed.key(self.cache.prefix), after, limit), True
+            return self.cache.read(feed.key(self.cache.prefix), after, count), True
         except REDIS_ERRORS:
             return None, False
 
-    def _from_database(
-        self, feed: FeedRef, after: tuple[float, int] | None, limit: int, fill: bool
-    ) -> FeedPage:
-        rows = self._database_rows(feed, after, limit + 1)
-        if not rows and after is None:
-            _require_feed_owner(self.conn, feed)
-        if fill:
-            self._fill(feed)
-        return self._finish(feed, rows[:limit], len(rows) > limit, "database")
+    def _from_database(self, feed: FeedRef, position: Position | None, limit: int) -> FeedPage:
+        params = {**_position_params(position), "id": feed.id, "limit": limit + 1}
+        rows = self.conn.execute(query(_PAGE_QUERY[feed.kind]), params).fetchall()
+        pin = Pin.of_snapshot(rows[0][0], rows[0][1])
+        items = [FeedItem(*row[2:]) for row in rows if row[2] is not None]
+        return self._finish(feed, items[:limit], len(items) > limit, pin, "database")
 
     def _from_cache(
-        self, feed: FeedRef, after: tuple[float, int] | None, limit: int, cached: CachedPage
-    ) -> FeedPage:
-        items = self._hydrate(cached.items)
-        more = cached.more_in_cache
-        if not more and cached.truncated:
-            last = (cached.items[-1][1], cached.items[-1][0]) if cached.items else after
-            wanted = limit - len(items)
-            rows = self._database_rows(feed, last, wanted + 1)
-            return self._finish(feed, items + rows[:wanted], len(rows) > wanted, "cache+database")
-        return self._finish(feed, items, more, "cache")
+        self, feed: FeedRef, position: Position | None, limit: int, cached: CachedPage
+    ) -> FeedPage | None:
+        """The page from the cached items, or None when PostgreSQL must answer instead."""
+        whole_rest = not cached.more_in_cache and not cached.truncated
+        if whole_rest:
+            floor = _BOTTOM
+        elif cached.items:
+            floor = (cached.items[-1][1], cached.items[-1][0])
+        else:
+            return None  # the cache ends above this position; the rest is in PostgreSQL
+        pin, in_range, listed, changed = self._check(feed, position, cached.items, floor)
+        kept = []
+        for post_id, score in cached.items:
+            if post_id in changed:
+                continue
+            item = listed.get(post_id)
+            if item is None or item.score != score:
+                return None  # the cache is stale (a write still in flight, or lost)
+            kept.append(item)
+        if len(kept) != in_range:
+            return None  # the cache is missing entries that PostgreSQL has
+        merged = kept + [item for item in changed.values() if item.rank >= floor]
+        merged.sort(key=lambda item: item.rank, reverse=True)
+        if whole_rest:
+            return self._finish(feed, merged[:limit], len(merged) > limit, pin, "cache")
+        if len(merged) < limit:
+            return None
+        return self._finish(feed, merged[:limit], True, pin, "cache")
 
-    def _finish(self, feed: FeedRef, items: list[FeedItem], more: bool, source: Any) -> FeedPage:
+    def _check(
+        self,
+        feed: FeedRef,
+        position: Position | None,
+        entries: Sequence[tuple[int, float]],
+        floor: tuple[float, int],
+    ) -> tuple[Pin, int, dict[int, FeedItem], dict[int, FeedItem]]:
+        params = {
+            **_position_params(position),
+            "id": feed.id,
+            "post_ids": [post_id for post_id, _ in entries],
+            "floor_score": floor[0],
+            "floor_post_id": floor[1],
+        }
+        rows = self.conn.execute(query(_CHECK_QUERY[feed.kind]), params).fetchall()
+        listed: dict[int, FeedItem] = {}
+        changed: dict[int, FeedItem] = {}
+        for row in rows:
+            if row[4] is None:
+                continue
+            item = FeedItem(*row[4:])
+            (changed if row[3] else listed)[item.post_id] = item
+        return Pin.of_snapshot(rows[0][0], rows[0][1]), int(rows[0][2]), listed, changed
+
+    def _finish(
+        self, feed: FeedRef, items: list[FeedItem], more: bool, pin: Pin, source: Source
+    ) -> FeedPage:
         next_cursor = None
         if more and items:
-            next_cursor = encode_cursor(feed, items[-1].score, items[-1].post_id, self.secret)
+            last = Position(items[-1].score, items[-1].post_id, pin)
+            next_cursor = encode_cursor(feed, last, self.secret)
         return FeedPage(items, next_cursor, source)
-
-    def _database_rows(
-        self, feed: FeedRef, after: tuple[float, int] | None, count: int
-    ) -> list[FeedItem]:
-        score, post_id = after or _TOP
-        params = {"id": feed.id, "score": score, "post_id": post_id, "limit": count}
-        rows = self.conn.execute(query(_PAGE_QUERY[feed.kind]), params).fetchall()
-        return [FeedItem(*row) for row in rows]
-
-    def _hydrate(self, entries: list[tuple[int, float]]) -> list[FeedItem]:
-        if not entries:
-            return []
-        ids = [post_id for post_id, _ in entries]
-        rows = self.conn.execute(query("post_details"), {"post_ids": ids}).fetchall()
-        details = {row[0]: row for row in rows}
-        return [
-            FeedItem(post_id, details[post_id][1], details[post_id][2], details[post_id][3], score)
-            for post_id, score in entries
-            if post_id in details
-        ]
 
     def _fill(self, feed: FeedRef) -> None:
         """Cache a feed that missed, best effort: a read never fails because Redis did."""
@@ -142,6 +210,18 @@ class FeedReader:
             self.cache.replace(feed.key(self.cache.prefix), top.entries, top.truncated)
         except REDIS_ERRORS:
             return
+
+
+def _position_params(position: Position | None) -> dict[str, Any]:
+    if position is None:
+        score, post_id = _TOP
+        return {"score": score, "post_id": post_id, "pin_snapshot": None, "pin_at": None}
+    return {
+        "score": position.score,
+        "post_id": position.post_id,
+        "pin_snapshot": position.pin.snapshot,
+        "pin_at": position.pin.at,
+    }
 
 
 def _require_feed_owner(conn: psycopg.Connection[Any], feed: FeedRef) -> None:

@@ -11,6 +11,7 @@ from feedctl.context import Context
 from feedctl.pipelines import cache_ops
 from feedctl.pipelines.fanout import run_fanout
 from feedctl.pipelines.rank import run_rank
+from feedctl.pipelines.rebuild import rebuild_users
 from feedctl.read.pages import FeedReader
 from feedctl.synth import SeedSpec, seed
 
@@ -152,19 +153,27 @@ def assert_same_feed_map(
 def test_rebuild_truncates_to_the_cap_in_both_stores(seeded: Context) -> None:
     expected = expected_user_feeds(seeded.conn)
     users = sorted(expected)
-    report = cache_ops.rebuild_users(seeded, users)
+    cached_users = users[::2]
+    cache_ops.warm(seeded, "user", cached_users)
+    report = rebuild_users(seeded, users)
     assert report.entries_before == sum(len(f) for f in expected.values())
     assert report.entries_after == sum(min(len(f), seeded.cap) for f in expected.values())
+    assert report.cached_feeds_rewritten == len(cached_users)
+    assert report.uncached_feeds == len(users) - len(cached_users)
     stored = stored_feeds(seeded)
     for user_id in users:
         want = expected[user_id][: seeded.cap]
         assert_same_feed(stored.get(user_id, []), want)
-        cached, _ = seeded.cache.members(f"{seeded.prefix}feed:u:{user_id}") or ([], b"")
-        assert_same_feed(cached, want)
+        found = seeded.cache.members(f"{seeded.prefix}feed:u:{user_id}")
+        if user_id in cached_users:
+            assert found is not None
+            assert_same_feed(found[0], want)
+        else:
+            assert found is None  # a rebuild does not cache feeds that were not cached
 
 
 def test_rebuild_dry_run_changes_nothing(seeded: Context) -> None:
     before = stored_feeds(seeded)
-    report = cache_ops.rebuild_users(seeded, sorted(before), dry_run=True)
+    report = rebuild_users(seeded, sorted(before), dry_run=True)
     assert report.entries_after < report.entries_before
     assert stored_feeds(seeded) == before

@@ -6,6 +6,7 @@ import base64
 import math
 import string
 import struct
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import assume, given, settings
@@ -14,16 +15,53 @@ from hypothesis import strategies as st
 from feedctl.cache.keys import KINDS, FeedKind, FeedRef
 from feedctl.errors import EXIT_USAGE, BadInputError, CursorError
 from feedctl.read import cursor as cursor_module
-from feedctl.read.cursor import decode_cursor, encode_cursor
+from feedctl.read.cursor import (
+    MAX_IN_PROGRESS,
+    Pin,
+    Position,
+    decode_cursor,
+    encode_cursor,
+    require_fresh,
+)
 
 SECRET = "unit-test-secret"
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 SCORES = st.floats(allow_nan=False, allow_infinity=False)
+MOMENTS = st.datetimes(
+    min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
+)
 FEEDS = st.builds(FeedRef, st.sampled_from(KINDS), INT64)
 SECRETS = st.text(min_size=1, max_size=40)
 URLSAFE = string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_"
-# 26 bytes of body and 12 of tag: 38 bytes, 51 base64url characters without padding.
-TOKEN_LENGTH = 51
+# A pin with no transaction in progress: 51 bytes of body and 12 of tag, 63 bytes, exactly
+# 84 base64url characters of 6 bits each. Each transaction in progress adds 8 bytes.
+RAW_BYTES = 63
+TOKEN_LENGTH = 84
+PIN = Pin(1234, 1240, (1235, 1238), datetime(2026, 11, 1, 12, 0, tzinfo=UTC))
+EMPTY_PIN = Pin(1234, 1234, (), datetime(2026, 11, 1, 12, 0, tzinfo=UTC))
+
+
+@st.composite
+def pins(draw: st.DrawFn) -> Pin:
+    xmin = draw(st.integers(min_value=3, max_value=2**64 - 2))
+    xmax = draw(st.integers(min_value=xmin, max_value=2**64 - 1))
+    in_progress = draw(
+        st.lists(
+            st.integers(min_value=xmin, max_value=max(xmin, xmax - 1)),
+            max_size=MAX_IN_PROGRESS if xmax > xmin else 0,
+            unique=True,
+        )
+    )
+    return Pin(xmin, xmax, tuple(sorted(in_progress)), draw(MOMENTS))
+
+
+def encode(feed: FeedRef, score: float, post_id: int, secret: str, pin: Pin = EMPTY_PIN) -> str:
+    return encode_cursor(feed, Position(score, post_id, pin), secret)
+
+
+def decode(token: str, feed: FeedRef, secret: str) -> tuple[float, int]:
+    position = decode_cursor(token, feed, secret)
+    return position.score, position.post_id
 
 
 def _raw(token: str) -> bytes:
@@ -36,7 +74,7 @@ def _token(raw: bytes) -> str:
 
 def _example() -> tuple[FeedRef, str]:
     feed = FeedRef("user", 5)
-    return feed, encode_cursor(feed, 1.5, 42, SECRET)
+    return feed, encode(feed, 1.5, 42, SECRET)
 
 
 def test_cursor_error_is_bad_input_with_usage_exit_code() -> None:
@@ -48,18 +86,79 @@ def test_example_round_trip_and_shape() -> None:
     feed, token = _example()
     assert len(token) == TOKEN_LENGTH
     assert set(token) <= set(URLSAFE)
-    assert decode_cursor(token, feed, SECRET) == (1.5, 42)
+    assert decode_cursor(token, feed, SECRET) == Position(1.5, 42, EMPTY_PIN)
+
+
+def test_pin_carries_the_transactions_in_progress() -> None:
+    feed = FeedRef("user", 5)
+    token = encode(feed, 1.5, 42, SECRET, PIN)
+    assert len(token) == TOKEN_LENGTH + 22  # two more 8-byte transaction ids
+    assert decode_cursor(token, feed, SECRET).pin == PIN
+    assert PIN.snapshot == "1234:1240:1235,1238"
+
+
+def test_pin_of_snapshot_text() -> None:
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    assert Pin.of_snapshot("10:20:12,15", at) == Pin(10, 20, (12, 15), at)
+    assert Pin.of_snapshot("10:10:", at) == Pin(10, 10, (), at)
+    crowded = ",".join(str(x) for x in range(100, 100 + MAX_IN_PROGRESS + 1))
+    # Too many to carry: keep xmin only (every transaction from xmin on counts as unseen).
+    assert Pin.of_snapshot(f"100:500:{crowded}", at) == Pin(100, 100, (), at)
 
 
 @settings(max_examples=200, deadline=None)
-@given(feed=FEEDS, score=SCORES, post_id=INT64, secret=SECRETS)
-def test_round_trip(feed: FeedRef, score: float, post_id: int, secret: str) -> None:
-    token = encode_cursor(feed, score, post_id, secret)
+@given(feed=FEEDS, score=SCORES, post_id=INT64, secret=SECRETS, pin=pins())
+def test_round_trip(feed: FeedRef, score: float, post_id: int, secret: str, pin: Pin) -> None:
+    token = encode(feed, score, post_id, secret, pin)
     assert set(token) <= set(URLSAFE)
-    decoded_score, decoded_post = decode_cursor(token, feed, secret)
-    assert decoded_post == post_id
-    assert decoded_score == score
-    assert math.copysign(1.0, decoded_score) == math.copysign(1.0, score)
+    position = decode_cursor(token, feed, secret)
+    assert position.post_id == post_id
+    assert position.score == score
+    assert math.copysign(1.0, position.score) == math.copysign(1.0, score)
+    assert position.pin == pin
+
+
+@pytest.mark.parametrize("score", [math.inf, -math.inf])
+def test_infinite_scores_round_trip(score: float) -> None:
+    feed = FeedRef("community", 3)
+    assert decode(encode(feed, score, 7, SECRET), feed, SECRET) == (score, 7)
+
+
+def test_fresh_cursor_is_accepted_and_old_one_expires() -> None:
+    position = Position(1.0, 2, PIN)
+    require_fresh(position, PIN.at + timedelta(hours=23, minutes=59), timedelta(hours=24))
+    with pytest.raises(CursorError, match="expired"):
+        require_fresh(position, PIN.at + timedelta(hours=24, seconds=1), timedelta(hours=24))
+
+
+def _signed(body: bytes) -> str:
+    return _token(body + cursor_module._tag(body, SECRET))
+
+
+def test_signed_pin_time_out_of_range_is_rejected() -> None:
+    body = struct.pack(">BBqdqQQqB", 2, 1, 9, 1.0, 10, 5, 5, 2**63 - 1, 0)
+    with pytest.raises(CursorError, match="out of range"):
+        decode_cursor(_signed(body), FeedRef("user", 9), SECRET)
+
+
+@pytest.mark.parametrize(
+    ("xmin", "xmax", "in_progress"),
+    [(9, 5, ()), (5, 9, (4,)), (5, 9, (9,)), (5, 9, (12,))],
+)
+def test_signed_inconsistent_snapshot_is_rejected(
+    xmin: int, xmax: int, in_progress: tuple[int, ...]
+) -> None:
+    head = struct.pack(">BBqdqQQqB", 2, 1, 9, 1.0, 10, xmin, xmax, 0, len(in_progress))
+    body = head + b"".join(struct.pack(">Q", x) for x in in_progress)
+    with pytest.raises(CursorError, match="inconsistent"):
+        decode_cursor(_signed(body), FeedRef("user", 9), SECRET)
+
+
+def test_signed_count_of_transactions_that_disagrees_with_the_length_is_rejected() -> None:
+    head = struct.pack(">BBqdqQQqB", 2, 1, 9, 1.0, 10, 5, 9, 0, 3)
+    body = head + struct.pack(">Q", 6)  # says 3, holds 1
+    with pytest.raises(CursorError, match="truncated"):
+        decode_cursor(_signed(body), FeedRef("user", 9), SECRET)
 
 
 @settings(max_examples=200, deadline=None)
@@ -67,14 +166,14 @@ def test_round_trip(feed: FeedRef, score: float, post_id: int, secret: str) -> N
     feed=FEEDS,
     score=SCORES,
     post_id=INT64,
-    position=st.integers(min_value=0, max_value=37),
+    position=st.integers(min_value=0, max_value=RAW_BYTES - 1),
     mask=st.integers(min_value=1, max_value=255),
 )
 def test_any_flipped_byte_is_rejected(
     feed: FeedRef, score: float, post_id: int, position: int, mask: int
 ) -> None:
-    raw = bytearray(_raw(encode_cursor(feed, score, post_id, SECRET)))
-    assert len(raw) == 38
+    raw = bytearray(_raw(encode(feed, score, post_id, SECRET)))
+    assert len(raw) == RAW_BYTES
     raw[position] ^= mask
     with pytest.raises(CursorError):
         decode_cursor(_token(bytes(raw)), feed, SECRET)
@@ -85,14 +184,14 @@ def test_any_flipped_byte_is_rejected(
     feed=FEEDS,
     score=SCORES,
     post_id=INT64,
-    # Every character but the last carries 6 whole bits; the last one is covered below.
-    position=st.integers(min_value=0, max_value=TOKEN_LENGTH - 2),
+    # Every character carries 6 bits of data.
+    position=st.integers(min_value=0, max_value=TOKEN_LENGTH - 1),
     replacement=st.sampled_from(URLSAFE),
 )
 def test_any_flipped_character_is_rejected(
     feed: FeedRef, score: float, post_id: int, position: int, replacement: str
 ) -> None:
-    token = encode_cursor(feed, score, post_id, SECRET)
+    token = encode(feed, score, post_id, SECRET)
     assume(token[position] != replacement)
     altered = token[:position] + replacement + token[position + 1 :]
     with pytest.raises(CursorError):
@@ -104,7 +203,7 @@ def test_any_flipped_character_is_rejected(
 def test_truncated_cursor_is_rejected(
     feed: FeedRef, score: float, post_id: int, data: st.DataObject
 ) -> None:
-    token = encode_cursor(feed, score, post_id, SECRET)
+    token = encode(feed, score, post_id, SECRET)
     length = data.draw(st.integers(min_value=0, max_value=len(token) - 1))
     with pytest.raises(CursorError):
         decode_cursor(token[:length], feed, SECRET)
@@ -121,7 +220,7 @@ def test_truncated_cursor_is_rejected(
 def test_extra_characters_are_rejected(
     feed: FeedRef, score: float, post_id: int, extra: str, at_start: bool
 ) -> None:
-    token = encode_cursor(feed, score, post_id, SECRET)
+    token = encode(feed, score, post_id, SECRET)
     altered = extra + token if at_start else token + extra
     with pytest.raises(CursorError):
         decode_cursor(altered, feed, SECRET)
@@ -133,9 +232,9 @@ def test_other_secret_is_rejected(
     feed: FeedRef, score: float, post_id: int, secret: str, other: str
 ) -> None:
     assume(secret != other)
-    token = encode_cursor(feed, score, post_id, secret)
+    token = encode(feed, score, post_id, secret)
     with pytest.raises(CursorError, match="signature"):
-        decode_cursor(token, feed, other)
+        decode(token, feed, other)
 
 
 @settings(max_examples=100, deadline=None)
@@ -144,9 +243,9 @@ def test_cursor_of_another_feed_is_rejected(
     feed: FeedRef, other: FeedRef, score: float, post_id: int
 ) -> None:
     assume(feed != other)
-    token = encode_cursor(feed, score, post_id, SECRET)
+    token = encode(feed, score, post_id, SECRET)
     with pytest.raises(CursorError, match="another feed"):
-        decode_cursor(token, other, SECRET)
+        decode(token, other, SECRET)
 
 
 @pytest.mark.parametrize(
@@ -156,8 +255,8 @@ def test_cursor_of_another_feed_is_rejected(
 def test_other_kind_or_other_id_is_rejected(
     kind: FeedKind, feed_id: int, other_kind: FeedKind, other_id: int
 ) -> None:
-    token = encode_cursor(FeedRef(kind, feed_id), 3.0, 1, SECRET)
-    assert decode_cursor(token, FeedRef(kind, feed_id), SECRET) == (3.0, 1)
+    token = encode(FeedRef(kind, feed_id), 3.0, 1, SECRET)
+    assert decode(token, FeedRef(kind, feed_id), SECRET) == (3.0, 1)
     with pytest.raises(CursorError, match="another feed"):
         decode_cursor(token, FeedRef(other_kind, other_id), SECRET)
 
@@ -166,37 +265,43 @@ def test_other_kind_or_other_id_is_rejected(
 @given(garbage=st.text(max_size=80), feed=FEEDS)
 def test_garbage_raises_only_cursor_error(garbage: str, feed: FeedRef) -> None:
     try:
-        score, post_id = decode_cursor(garbage, feed, SECRET)
+        decoded = decode(garbage, feed, SECRET)
     except CursorError as exc:
         assert str(exc)
     else:  # pragma: no cover - forging a 96-bit tag by chance does not happen
-        pytest.fail(f"garbage {garbage!r} decoded to {(score, post_id)}")
+        pytest.fail(f"garbage {garbage!r} decoded to {decoded}")
 
 
-@pytest.mark.parametrize("garbage", ["", "!", "é" * 51, "A" * 51, "=" * 4, " " * 60, "\x00"])
+@pytest.mark.parametrize("garbage", ["", "!", "é" * 84, "A" * 84, "=" * 4, " " * 100, "\x00"])
 def test_garbage_examples_are_cursor_errors(garbage: str) -> None:
     with pytest.raises(CursorError, match="not valid"):
         decode_cursor(garbage, FeedRef("community", 1), SECRET)
 
 
-def test_unsupported_version_is_rejected_even_when_signed() -> None:
+@pytest.mark.parametrize("version", [1, 3, 255])
+def test_unsupported_version_is_rejected_even_when_signed(version: int) -> None:
     feed = FeedRef("user", 9)
-    body = struct.pack(">BBqdq", 2, 1, 9, 1.0, 10)
-    token = _token(body + cursor_module._tag(body, SECRET))
-    with pytest.raises(CursorError, match="version 2"):
-        decode_cursor(token, feed, SECRET)
+    body = struct.pack(">BBqdqQQqB", version, 1, 9, 1.0, 10, 5, 5, 0, 0)
+    with pytest.raises(CursorError, match=f"version {version}"):
+        decode_cursor(_signed(body), feed, SECRET)
+
+
+def test_version_1_cursor_of_the_skeleton_is_rejected() -> None:
+    feed = FeedRef("user", 9)
+    body = struct.pack(">BBqdq", 1, 1, 9, 1.0, 10)  # 26 bytes, 51 characters
+    with pytest.raises(CursorError, match="not valid"):
+        decode_cursor(_signed(body), feed, SECRET)
 
 
 def test_signed_nan_score_is_rejected() -> None:
     feed = FeedRef("user", 9)
-    token = encode_cursor(feed, math.nan, 10, SECRET)
+    token = encode(feed, math.nan, 10, SECRET)
     with pytest.raises(CursorError, match="no score"):
         decode_cursor(token, feed, SECRET)
 
 
-# Known defect: decoding is not canonical. The signed bytes are unchanged in these cases
-# (no content can be forged), but one cursor has several accepted spellings, contrary to
-# "any altered character is rejected".
+# One cursor has one spelling: padding, the standard alphabet or other spellings of the
+# same bytes are refused, even where the signed bytes would be unchanged.
 
 
 @pytest.mark.parametrize("suffix", ["=", "==", "==="])
@@ -215,10 +320,17 @@ def test_standard_alphabet_substitution_is_rejected() -> None:
 
 
 def test_non_canonical_last_character_is_rejected() -> None:
-    feed, token = _example()
+    feed = FeedRef("user", 5)
+    token = encode(feed, 1.5, 42, SECRET, PIN)  # 79 bytes: the last character has 4 unused bits
     index = URLSAFE.index(token[-1])
-    # Same top 2 bits (the only ones that carry data), different unused low bits.
-    replacement = URLSAFE[(index & 0b110000) | ((index + 1) & 0b001111)]
+    replacement = URLSAFE[(index & 0b110000) | ((index + 1) & 0b001111)]  # same data bits
     assert replacement != token[-1]
-    with pytest.raises(CursorError):
+    with pytest.raises(CursorError, match="canonical"):
         decode_cursor(token[:-1] + replacement, feed, SECRET)
+
+
+def test_any_other_last_character_is_rejected() -> None:
+    feed, token = _example()
+    for replacement in URLSAFE.replace(token[-1], ""):
+        with pytest.raises(CursorError):
+            decode_cursor(token[:-1] + replacement, feed, SECRET)

@@ -222,51 +222,6 @@ SELECT EXISTS (SELECT 1 FROM users WHERE id = %(id)s)
 Whether a community exists.
 SELECT EXISTS (SELECT 1 FROM communities WHERE id = %(id)s)
 
--- count_user_entries --
-How many entries each of several users' feeds has.
-SELECT u.id, (SELECT count(*) FROM feed_entry fe WHERE fe.user_id = u.id)
-FROM unnest(%(ids)s::bigint[]) AS u(id)
-
--- delete_user_feeds --
-Remove every entry of several users' feeds (a rebuild writes them anew).
-DELETE FROM feed_entry WHERE user_id = ANY(%(ids)s)
-
--- rebuild_user_feeds --
-Recompute several users' feeds from memberships and scored live posts, truncated to the cap.
-INSERT INTO feed_entry (user_id, post_id, community_id, author_id, score, created_at)
-SELECT u.id, top.post_id, top.community_id, top.author_id, top.score, top.created_at
-FROM unnest(%(ids)s::bigint[]) AS u(id)
-CROSS JOIN LATERAL (
-    SELECT ps.post_id, p.community_id, p.author_id, ps.score, p.created_at
-    FROM memberships m
-    JOIN post_score ps ON ps.community_id = m.community_id
-    JOIN posts p ON p.id = ps.post_id AND p.deleted_at IS NULL
-    WHERE m.user_id = u.id
-    ORDER BY ps.score DESC, ps.post_id DESC
-    LIMIT %(cap)s
-) top
-
--- user_feed_page --
-One page of a user's feed from PostgreSQL, after a (score, post id) position.
-SELECT post_id, community_id, author_id, created_at, score
-FROM feed_entry
-WHERE user_id = %(id)s AND (score, post_id) < (%(score)s, %(post_id)s)
-ORDER BY score DESC, post_id DESC
-LIMIT %(limit)s
-
--- community_feed_page --
-One page of a community's feed from PostgreSQL, after a (score, post id) position.
-SELECT ps.post_id, ps.community_id, p.author_id, p.created_at, ps.score
-FROM post_score ps JOIN posts p ON p.id = ps.post_id AND p.deleted_at IS NULL
-WHERE ps.community_id = %(id)s AND (ps.score, ps.post_id) < (%(score)s, %(post_id)s)
-ORDER BY ps.score DESC, ps.post_id DESC
-LIMIT %(limit)s
-
--- post_details --
-What a page shows of each post.
-SELECT id, community_id, author_id, created_at FROM posts
-WHERE id = ANY(%(post_ids)s) AND deleted_at IS NULL
-
 -- post_explain_inputs --
 One post's scoring inputs and stored score, for rank explain.
 SELECT p.id AS post_id, p.community_id, p.created_at, p.reactions_count, p.comments_count,

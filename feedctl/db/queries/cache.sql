@@ -1,0 +1,289 @@
+-- Feed reads, cache warming, rebuilds, verification and vacuum.
+--
+-- Pinned reads (docs/decisions/0015): a walk through a feed is pinned to the first page's
+-- snapshot, given as (pin_snapshot, pin_at); both NULL on a first page, which takes the
+-- pin from its own snapshot. A post whose score was changed by a transaction the pinned
+-- snapshot does not see is ordered by the score it had before the first such change
+-- ("changed"): its score in that snapshot. Every other post by its current score.
+
+-- user_page_pinned --
+One page of a user's feed after a position, in its pinned order, with the pin (one row with NULL post when empty).
+WITH pin AS (
+    SELECT coalesce(%(pin_snapshot)s::pg_snapshot, pg_current_snapshot()) AS snapshot,
+           coalesce(%(pin_at)s::timestamptz, now()) AS at
+),
+changed AS MATERIALIZED (
+    SELECT DISTINCT ON (c.post_id) c.post_id, c.old_score AS score
+    FROM post_score_change c
+    JOIN feed_entry fe ON fe.user_id = %(id)s AND fe.post_id = c.post_id
+    WHERE c.txid >= pg_snapshot_xmin((SELECT snapshot FROM pin))
+      AND NOT pg_visible_in_snapshot(c.txid, (SELECT snapshot FROM pin))
+    ORDER BY c.post_id, c.id
+),
+page AS (
+    (SELECT fe.post_id, fe.score FROM feed_entry fe
+     WHERE fe.user_id = %(id)s AND (fe.score, fe.post_id) < (%(score)s::float8, %(post_id)s::bigint)
+       AND fe.post_id NOT IN (SELECT post_id FROM changed)
+       AND NOT EXISTS (SELECT 1 FROM posts p WHERE p.id = fe.post_id AND p.deleted_at IS NOT NULL)
+     ORDER BY fe.score DESC, fe.post_id DESC
+     LIMIT %(limit)s)
+    UNION ALL
+    SELECT post_id, score FROM changed WHERE (score, post_id) < (%(score)s::float8, %(post_id)s::bigint)
+),
+top AS (
+    SELECT page.post_id, page.score, p.community_id, p.author_id, p.created_at
+    FROM page JOIN posts p ON p.id = page.post_id AND p.deleted_at IS NULL
+    ORDER BY page.score DESC, page.post_id DESC
+    LIMIT %(limit)s
+)
+SELECT pin.snapshot::text, pin.at, top.post_id, top.community_id, top.author_id, top.created_at,
+       top.score
+FROM pin LEFT JOIN top ON true
+ORDER BY top.score DESC, top.post_id DESC
+
+-- community_page_pinned --
+One page of a community's feed after a position, in its pinned order, with the pin (one row with NULL post when empty).
+WITH pin AS (
+    SELECT coalesce(%(pin_snapshot)s::pg_snapshot, pg_current_snapshot()) AS snapshot,
+           coalesce(%(pin_at)s::timestamptz, now()) AS at
+),
+changed AS MATERIALIZED (
+    SELECT DISTINCT ON (c.post_id) c.post_id, c.old_score AS score
+    FROM post_score_change c
+    JOIN post_score ps ON ps.post_id = c.post_id AND ps.community_id = %(id)s
+    WHERE c.txid >= pg_snapshot_xmin((SELECT snapshot FROM pin))
+      AND NOT pg_visible_in_snapshot(c.txid, (SELECT snapshot FROM pin))
+    ORDER BY c.post_id, c.id
+),
+page AS (
+    (SELECT ps.post_id, ps.score FROM post_score ps
+     WHERE ps.community_id = %(id)s AND (ps.score, ps.post_id) < (%(score)s::float8, %(post_id)s::bigint)
+       AND ps.post_id NOT IN (SELECT post_id FROM changed)
+       AND NOT EXISTS (SELECT 1 FROM posts p WHERE p.id = ps.post_id AND p.deleted_at IS NOT NULL)
+     ORDER BY ps.score DESC, ps.post_id DESC
+     LIMIT %(limit)s)
+    UNION ALL
+    SELECT post_id, score FROM changed WHERE (score, post_id) < (%(score)s::float8, %(post_id)s::bigint)
+),
+top AS (
+    SELECT page.post_id, page.score, p.community_id, p.author_id, p.created_at
+    FROM page JOIN posts p ON p.id = page.post_id AND p.deleted_at IS NULL
+    ORDER BY page.score DESC, page.post_id DESC
+    LIMIT %(limit)s
+)
+SELECT pin.snapshot::text, pin.at, top.post_id, top.community_id, top.author_id, top.created_at,
+       top.score
+FROM pin LEFT JOIN top ON true
+ORDER BY top.score DESC, top.post_id DESC
+
+-- user_cached_page_check --
+What a page read from a user's cached feed must agree with: the pin, the live unchanged entries among the cached ids (current score), the changed entries below the position (pinned score), and how many live unchanged entries lie between the floor and the position.
+WITH pin AS (
+    SELECT coalesce(%(pin_snapshot)s::pg_snapshot, pg_current_snapshot()) AS snapshot,
+           coalesce(%(pin_at)s::timestamptz, now()) AS at
+),
+changed AS MATERIALIZED (
+    SELECT DISTINCT ON (c.post_id) c.post_id, c.old_score AS score
+    FROM post_score_change c
+    JOIN feed_entry fe ON fe.user_id = %(id)s AND fe.post_id = c.post_id
+    WHERE c.txid >= pg_snapshot_xmin((SELECT snapshot FROM pin))
+      AND NOT pg_visible_in_snapshot(c.txid, (SELECT snapshot FROM pin))
+    ORDER BY c.post_id, c.id
+),
+listed AS (
+    SELECT false AS changed, fe.post_id, fe.score FROM feed_entry fe
+    WHERE fe.user_id = %(id)s AND fe.post_id = ANY(%(post_ids)s::bigint[])
+      AND fe.post_id NOT IN (SELECT post_id FROM changed)
+    UNION ALL
+    SELECT true, post_id, score FROM changed WHERE (score, post_id) < (%(score)s::float8, %(post_id)s::bigint)
+),
+in_range AS (
+    SELECT count(*) AS entries FROM feed_entry fe
+    WHERE fe.user_id = %(id)s
+      AND (fe.score, fe.post_id) < (%(score)s::float8, %(post_id)s::bigint)
+      AND (fe.score, fe.post_id) >= (%(floor_score)s::float8, %(floor_post_id)s::bigint)
+      AND fe.post_id NOT IN (SELECT post_id FROM changed)
+      AND NOT EXISTS (SELECT 1 FROM posts p WHERE p.id = fe.post_id AND p.deleted_at IS NOT NULL)
+)
+SELECT pin.snapshot::text, pin.at, in_range.entries, l.changed, l.post_id, p.community_id,
+       p.author_id, p.created_at, l.score
+FROM pin CROSS JOIN in_range
+LEFT JOIN (listed l JOIN posts p ON p.id = l.post_id AND p.deleted_at IS NULL) ON true
+
+-- community_cached_page_check --
+What a page read from a community's cached feed must agree with: the pin, the live unchanged posts among the cached ids (current score), the changed posts below the position (pinned score), and how many live unchanged posts lie between the floor and the position.
+WITH pin AS (
+    SELECT coalesce(%(pin_snapshot)s::pg_snapshot, pg_current_snapshot()) AS snapshot,
+           coalesce(%(pin_at)s::timestamptz, now()) AS at
+),
+changed AS MATERIALIZED (
+    SELECT DISTINCT ON (c.post_id) c.post_id, c.old_score AS score
+    FROM post_score_change c
+    JOIN post_score ps ON ps.post_id = c.post_id AND ps.community_id = %(id)s
+    WHERE c.txid >= pg_snapshot_xmin((SELECT snapshot FROM pin))
+      AND NOT pg_visible_in_snapshot(c.txid, (SELECT snapshot FROM pin))
+    ORDER BY c.post_id, c.id
+),
+listed AS (
+    SELECT false AS changed, ps.post_id, ps.score FROM post_score ps
+    WHERE ps.community_id = %(id)s AND ps.post_id = ANY(%(post_ids)s::bigint[])
+      AND ps.post_id NOT IN (SELECT post_id FROM changed)
+    UNION ALL
+    SELECT true, post_id, score FROM changed WHERE (score, post_id) < (%(score)s::float8, %(post_id)s::bigint)
+),
+in_range AS (
+    SELECT count(*) AS entries FROM post_score ps
+    WHERE ps.community_id = %(id)s
+      AND (ps.score, ps.post_id) < (%(score)s::float8, %(post_id)s::bigint)
+      AND (ps.score, ps.post_id) >= (%(floor_score)s::float8, %(floor_post_id)s::bigint)
+      AND ps.post_id NOT IN (SELECT post_id FROM changed)
+      AND NOT EXISTS (SELECT 1 FROM posts p WHERE p.id = ps.post_id AND p.deleted_at IS NOT NULL)
+)
+SELECT pin.snapshot::text, pin.at, in_range.entries, l.changed, l.post_id, p.community_id,
+       p.author_id, p.created_at, l.score
+FROM pin CROSS JOIN in_range
+LEFT JOIN (listed l JOIN posts p ON p.id = l.post_id AND p.deleted_at IS NULL) ON true
+
+-- rebuild_user_feeds_apply --
+Rewrite several users' feeds to their recomputed top cap in one statement (delete what should go, insert what is missing, fix rows that differ); counts before, after, removed, added, updated.
+WITH desired AS MATERIALIZED (
+    SELECT u.id AS user_id, top.post_id, top.community_id, top.author_id, top.score,
+           top.created_at
+    FROM unnest(%(ids)s::bigint[]) AS u(id)
+    CROSS JOIN LATERAL (
+        SELECT ps.post_id, p.community_id, p.author_id, ps.score, p.created_at
+        FROM memberships m
+        JOIN post_score ps ON ps.community_id = m.community_id
+        JOIN posts p ON p.id = ps.post_id AND p.deleted_at IS NULL
+        WHERE m.user_id = u.id
+        ORDER BY ps.score DESC, ps.post_id DESC
+        LIMIT %(cap)s
+    ) top
+),
+before AS (SELECT count(*) AS entries FROM feed_entry WHERE user_id = ANY(%(ids)s)),
+removed AS (
+    DELETE FROM feed_entry fe
+    WHERE fe.user_id = ANY(%(ids)s)
+      AND NOT EXISTS (SELECT 1 FROM desired d
+                      WHERE d.user_id = fe.user_id AND d.post_id = fe.post_id)
+    RETURNING 1
+),
+written AS (
+    INSERT INTO feed_entry AS fe (user_id, post_id, community_id, author_id, score, created_at)
+    SELECT user_id, post_id, community_id, author_id, score, created_at
+    FROM desired ORDER BY user_id, post_id
+    ON CONFLICT (user_id, post_id) DO UPDATE
+    SET community_id = excluded.community_id, author_id = excluded.author_id,
+        score = excluded.score, created_at = excluded.created_at
+    WHERE (fe.community_id, fe.author_id, fe.score, fe.created_at)
+          IS DISTINCT FROM (excluded.community_id, excluded.author_id, excluded.score,
+                            excluded.created_at)
+    RETURNING (xmax = 0) AS inserted
+)
+SELECT (SELECT entries FROM before), (SELECT count(*) FROM desired),
+       (SELECT count(*) FROM removed),
+       (SELECT count(*) FILTER (WHERE inserted) FROM written),
+       (SELECT count(*) FILTER (WHERE NOT inserted) FROM written)
+
+-- rebuild_user_feeds_plan --
+What rebuilding several users' feeds would change, changing nothing: counts before, after, removed, added, updated, and the first changes (NULL score before: added; NULL after: removed).
+WITH desired AS MATERIALIZED (
+    SELECT u.id AS user_id, top.post_id, top.community_id, top.author_id, top.score,
+           top.created_at
+    FROM unnest(%(ids)s::bigint[]) AS u(id)
+    CROSS JOIN LATERAL (
+        SELECT ps.post_id, p.community_id, p.author_id, ps.score, p.created_at
+        FROM memberships m
+        JOIN post_score ps ON ps.community_id = m.community_id
+        JOIN posts p ON p.id = ps.post_id AND p.deleted_at IS NULL
+        WHERE m.user_id = u.id
+        ORDER BY ps.score DESC, ps.post_id DESC
+        LIMIT %(cap)s
+    ) top
+),
+present AS MATERIALIZED (
+    SELECT user_id, post_id, community_id, author_id, score, created_at
+    FROM feed_entry WHERE user_id = ANY(%(ids)s)
+),
+diff AS MATERIALIZED (
+    SELECT coalesce(c.user_id, d.user_id) AS user_id, coalesce(c.post_id, d.post_id) AS post_id,
+           c.score AS score_before, d.score AS score_after
+    FROM present c FULL JOIN desired d ON d.user_id = c.user_id AND d.post_id = c.post_id
+    WHERE c.post_id IS NULL OR d.post_id IS NULL
+       OR (c.community_id, c.author_id, c.score, c.created_at)
+          IS DISTINCT FROM (d.community_id, d.author_id, d.score, d.created_at)
+),
+totals AS (
+    SELECT (SELECT count(*) FROM present) AS before, (SELECT count(*) FROM desired) AS after,
+           count(*) FILTER (WHERE score_after IS NULL AND score_before IS NOT NULL) AS removed,
+           count(*) FILTER (WHERE score_before IS NULL) AS added,
+           count(*) FILTER (WHERE score_before IS NOT NULL AND score_after IS NOT NULL)
+               AS updated
+    FROM diff
+)
+SELECT t.before, t.after, t.removed, t.added, t.updated,
+       s.user_id, s.post_id, s.score_before, s.score_after
+FROM totals t
+LEFT JOIN LATERAL (
+    SELECT * FROM diff ORDER BY user_id, post_id LIMIT %(sample)s
+) s ON true
+
+-- rebuild_run_start --
+Begin a rebuild of every feed from the first user, forgetting any unfinished run.
+INSERT INTO feed_rebuild_run (name, cap) VALUES (%(name)s, %(cap)s)
+ON CONFLICT (name) DO UPDATE
+SET cap = excluded.cap, last_user_id = 0, users_done = 0, started_at = now(),
+    updated_at = now(), finished_at = NULL
+
+-- rebuild_run_unfinished --
+Where an unfinished rebuild of every feed got to, if there is one.
+SELECT cap, last_user_id, users_done, started_at FROM feed_rebuild_run
+WHERE name = %(name)s AND finished_at IS NULL
+
+-- rebuild_run_advance --
+Record a chunk of users whose feeds are rebuilt in PostgreSQL and Redis.
+UPDATE feed_rebuild_run
+SET last_user_id = %(last_user_id)s, users_done = users_done + %(users)s, updated_at = now()
+WHERE name = %(name)s
+
+-- rebuild_run_finish --
+Record that a rebuild of every feed reached the last user.
+UPDATE feed_rebuild_run SET finished_at = now(), updated_at = now() WHERE name = %(name)s
+
+-- count_users_after --
+How many users have an id above a given one.
+SELECT count(*) FROM users WHERE id > %(after)s
+
+-- count_active_users --
+How many users were active since a time.
+SELECT count(*) FROM users WHERE last_active_at >= %(since)s
+
+-- count_members --
+How many members a community has.
+SELECT count(*) FROM memberships WHERE community_id = %(community_id)s
+
+-- existing_community_ids --
+Which of these community ids exist.
+SELECT id FROM communities WHERE id = ANY(%(ids)s)
+
+-- user_activity --
+Which of these users exist, and whether each was active since a time.
+SELECT id, coalesce(last_active_at >= %(since)s, false) FROM users WHERE id = ANY(%(ids)s)
+
+-- prune_score_changes --
+Forget up to a batch of score changes older than a time (no cursor can need them); how many.
+WITH gone AS (
+    DELETE FROM post_score_change
+    WHERE id IN (SELECT id FROM post_score_change WHERE changed_at < %(before)s
+                 ORDER BY id LIMIT %(limit)s)
+    RETURNING 1
+)
+SELECT count(*) FROM gone
+
+-- count_prunable_score_changes --
+How many score changes are older than a time.
+SELECT count(*) FROM post_score_change WHERE changed_at < %(before)s
+
+-- all_community_ids --
+Every community id, in order.
+SELECT id FROM communities ORDER BY id
