@@ -23,20 +23,26 @@ _SCAN_COUNT = 1000
 # Swap a whole feed in, atomically (a script runs alone): the new members are written
 # and the old ones gone in one step, so a reader sees the old feed or the new one, never
 # an empty or half-built one. One key per call, so it works on Redis Cluster unchanged.
-# ARGV: mode ('always' or 'cached': only when the key exists), sentinel, score, member, ...
-# Returns 1 when written, 0 when skipped.
+# ARGV: mode ('always' or 'cached': only when the key exists), sentinel, and the entries as
+# one text "score post_id score post_id ..." (one argument per feed: the client does not
+# pack thousands of arguments, the server splits them). Returns 1 when written, else 0.
 _REPLACE_LUA = """
 local key = KEYS[1]
 if ARGV[1] == 'cached' and redis.call('EXISTS', key) == 0 then return 0 end
 redis.call('DEL', key)
 redis.call('ZADD', key, '-inf', ARGV[2])
-local last = #ARGV
-local first = 3
-while first <= last do
-  local stop = math.min(first + 1999, last)
-  redis.call('ZADD', key, unpack(ARGV, first, stop))
-  first = stop + 1
+local batch = {}
+local n = 0
+for score, member in string.gmatch(ARGV[3], '(%S+) (%S+)') do
+  batch[n + 1] = score
+  batch[n + 2] = member
+  n = n + 2
+  if n == 2000 then
+    redis.call('ZADD', key, unpack(batch, 1, n))
+    n = 0
+  end
 end
+if n > 0 then redis.call('ZADD', key, unpack(batch, 1, n)) end
 return 1
 """
 
@@ -192,17 +198,25 @@ class FeedCache:
         """
         return self._replace(feeds, "cached")
 
+    def replace_text_many(
+        self, feeds: Iterable[tuple[str, str, bool]], *, only_cached: bool = False
+    ) -> list[bool]:
+        """Swap in whole feeds whose entries are text, "score post_id score post_id ...",
+        each atomically, in one pipelined round trip; see `replace_cached_many`."""
+        mode = "cached" if only_cached else "always"
+        with self.client.pipeline(transaction=False) as pipe:
+            for key, text, truncated in feeds:
+                args: list[str | bytes] = [mode, TRUNCATED if truncated else COMPLETE, text]
+                self._replace_script(keys=[key], args=args, client=pipe)
+            return [bool(result) for result in pipe.execute()]
+
     def _replace(
         self, feeds: Iterable[tuple[str, Sequence[tuple[int, float]], bool]], mode: str
     ) -> list[bool]:
-        with self.client.pipeline(transaction=False) as pipe:
-            for key, entries, truncated in feeds:
-                args: list[Any] = [mode, TRUNCATED if truncated else COMPLETE]
-                for post_id, score in entries:
-                    args.append(repr(float(score)))
-                    args.append(post_id)
-                self._replace_script(keys=[key], args=args, client=pipe)
-            return [bool(result) for result in pipe.execute()]
+        return self.replace_text_many(
+            ((key, entries_text(entries), truncated) for key, entries, truncated in feeds),
+            only_cached=mode == "cached",
+        )
 
     def exists(self, keys: Sequence[str]) -> list[bool]:
         with self.client.pipeline(transaction=False) as pipe:
@@ -324,6 +338,11 @@ class FeedCache:
         )
         rest = [item for item in items if item[1] != boundary]
         return rest + [(int(m), float(s)) for m, s in tied]
+
+
+def entries_text(entries: Sequence[tuple[int, float]]) -> str:
+    """Entries as the replace script takes them: "score post_id ..." (exact float repr)."""
+    return " ".join(f"{float(score)!r} {int(post_id)}" for post_id, score in entries)
 
 
 def _whole_feed(raw: Any) -> CachedFeed | None:

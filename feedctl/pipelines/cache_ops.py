@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import queue
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from itertools import islice
@@ -16,11 +18,18 @@ from feedctl.context import Context
 from feedctl.db.sql_blocks import query
 from feedctl.errors import NotFoundError
 from feedctl.pipelines import repair_marks
-from feedctl.pipelines.feed_source import FeedTop, load_tops, member_pages
+from feedctl.pipelines.feed_source import (
+    FeedTop,
+    TextTop,
+    load_tops,
+    member_pages,
+    text_top_batches,
+)
 
 Progress = Callable[[int], None]
 FEEDS_PER_CHUNK = 200
-ENTRY_BUDGET = 250_000  # entries a warm holds in memory at once (a chunk of feeds' tops)
+ENTRY_BUDGET = 250_000  # entries a warm holds in memory at once (a batch of feeds' tops)
+WARM_CHUNK = 10_000  # feeds per warm query (read a batch at a time)
 
 
 @dataclasses.dataclass
@@ -106,24 +115,84 @@ def warm(
 ) -> CacheReport:
     """Fill the cache for these feeds from PostgreSQL; warm feeds are skipped unless forced.
 
-    Feeds go in chunks of at most ENTRY_BUDGET entries (cap + 1 each), so memory does not
-    grow with the number of feeds; each chunk is one query and one pipelined round trip of
-    atomic swaps.
+    Each chunk of feeds is one query read through a server-side cursor a batch at a time
+    (at most ENTRY_BUDGET entries a batch), and each batch is one pipelined round trip of
+    atomic swaps, written on a second thread while the next batch is read: at most three
+    batches are in memory, whatever the number of feeds.
     """
     report = CacheReport(dry_run=dry_run)
-    for chunk in chunked(ids, feeds_per_chunk(ctx.cap)):
-        report.feeds_considered += len(chunk)
-        feeds = [FeedRef(kind, i) for i in chunk]
-        todo = chunk
-        if not force:
-            present = ctx.cache.exists([f.key(ctx.prefix) for f in feeds])
-            todo = [i for i, cached in zip(chunk, present, strict=True) if not cached]
-        report.feeds_skipped += len(chunk) - len(todo)
-        if todo and not dry_run:
-            write_tops(ctx, load_tops(ctx.conn, kind, todo, ctx.cap), report, "warm failed")
-        if progress:
-            progress(len(chunk))
+    with _OverlappedWrites(ctx, report, "warm failed") as writes:
+        for chunk in chunked(ids, WARM_CHUNK):
+            report.feeds_considered += len(chunk)
+            todo = chunk if force else _uncached(ctx, kind, chunk)
+            report.feeds_skipped += len(chunk) - len(todo)
+            if progress and len(todo) < len(chunk):
+                progress(len(chunk) - len(todo))
+            if not todo or dry_run:
+                if progress and todo:
+                    progress(len(todo))
+                continue
+            batch_size = feeds_per_chunk(ctx.cap)
+            for batch in text_top_batches(ctx.conn, kind, todo, ctx.cap, batch_size):
+                writes.put(batch)
+                if progress:
+                    progress(len(batch))
     return report
+
+
+class _OverlappedWrites:
+    """Swaps batches of feeds into Redis on a second thread, so that PostgreSQL is read
+    while Redis is written. Failed batches are marked for repair (on the caller's thread,
+    which owns the connection) when the block ends."""
+
+    def __init__(self, ctx: Context, report: CacheReport, reason: str) -> None:
+        self.ctx = ctx
+        self.report = report
+        self.reason = reason
+        self.waiting: queue.Queue[list[TextTop] | None] = queue.Queue(maxsize=2)
+        self.failed: list[TextTop] = []
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="feedctl-cache-writes", daemon=True)
+
+    def __enter__(self) -> _OverlappedWrites:
+        self.thread.start()
+        return self
+
+    def put(self, batch: list[TextTop]) -> None:
+        if self.error is not None:
+            raise self.error
+        self.waiting.put(batch)
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.waiting.put(None)
+        self.thread.join()
+        if self.failed:
+            self.report.redis_failures += len(self.failed)
+            repair_marks.mark_feeds(self.ctx.conn, [t.feed for t in self.failed], self.reason)
+        if self.error is not None and exc_info[0] is None:
+            raise self.error
+
+    def _run(self) -> None:
+        while (batch := self.waiting.get()) is not None:
+            if self.error is not None:
+                continue  # drain: the caller stops at its next put
+            try:
+                self.ctx.cache.replace_text_many(
+                    (t.feed.key(self.ctx.prefix), t.text, t.truncated) for t in batch
+                )
+            except REDIS_ERRORS:
+                self.failed.extend(batch)
+                continue
+            except BaseException as exc:  # a bug: hand it to the caller's thread
+                self.error = exc
+                continue
+            self.report.feeds_written += len(batch)
+            self.report.entries_written += sum(t.entries for t in batch)
+
+
+def _uncached(ctx: Context, kind: FeedKind, ids: list[int]) -> list[int]:
+    present = ctx.cache.exists([FeedRef(kind, i).key(ctx.prefix) for i in ids])
+    return [i for i, cached in zip(ids, present, strict=True) if not cached]
 
 
 def feeds_per_chunk(cap: int) -> int:

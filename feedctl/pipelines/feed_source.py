@@ -13,6 +13,7 @@ from feedctl.cache.keys import FeedKind, FeedRef
 from feedctl.db.sql_blocks import query
 
 _TOPS_QUERY = {"user": "user_feed_tops", "community": "community_feed_tops"}
+_TEXT_TOPS_QUERY = {"user": "user_feed_tops_text", "community": "community_feed_tops_text"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +38,40 @@ def load_tops(
         entries = found.get(feed_id, [])
         tops.append(FeedTop(FeedRef(kind, feed_id), entries[:cap], len(entries) > cap))
     return tops
+
+
+@dataclasses.dataclass(frozen=True)
+class TextTop:
+    """The best entries of one feed as text: "score post_id score post_id ..." best first."""
+
+    feed: FeedRef
+    text: str
+    entries: int
+    truncated: bool
+
+
+def text_top_batches(
+    conn: psycopg.Connection[Any], kind: FeedKind, ids: Sequence[int], cap: int, batch: int
+) -> Iterator[list[TextTop]]:
+    """The top `cap` entries of each feed, `batch` feeds at a time, as text ready for Redis.
+
+    One query, read through a server-side cursor: memory holds one batch, whatever the
+    number of feeds. Scores are PostgreSQL's exact (shortest round-trip) float8 text, so
+    Redis parses back the very same doubles without a Python float in between.
+    """
+    with conn.transaction(), conn.cursor(name="feedctl_text_tops") as cursor:
+        conn.execute(query("exact_float_text"))
+        cursor.execute(query(_TEXT_TOPS_QUERY[kind]), {"ids": list(ids), "limit": cap + 1})
+        while rows := cursor.fetchmany(batch):
+            yield [
+                _text_top(kind, feed_id, entries, pairs, cap) for feed_id, entries, pairs in rows
+            ]
+
+
+def _text_top(kind: FeedKind, feed_id: int, entries: int, text: str | None, cap: int) -> TextTop:
+    if entries > cap:  # the query reads one entry past the cap to tell: drop it
+        return TextTop(FeedRef(kind, feed_id), (text or "").rsplit(" ", 2)[0], cap, True)
+    return TextTop(FeedRef(kind, feed_id), text or "", entries, False)
 
 
 def member_pages(

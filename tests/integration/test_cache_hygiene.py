@@ -229,3 +229,25 @@ def test_repair_heals_cached_feeds_whose_writes_failed(
             found = ctx.cache.members(key(ctx, user_id))
             assert found is not None
             assert [p for p, _ in found[0]] == [p for p, _ in expected[user_id][: ctx.cap]]
+
+
+def test_swapped_in_feeds_keep_every_score_exactly(ctx: Context) -> None:
+    entries = [
+        (7, 2501.155460101133),
+        (3, 1e16),
+        (12, 0.1 + 0.2),
+        (5, -0.0),
+        (9, -3.5e-300),
+        (4, 5e-324),
+        (-2, -1e300),
+    ]
+    ordered = sorted(entries, key=lambda e: (e[1], e[0]), reverse=True)
+    key = f"{ctx.prefix}feed:c:1"
+    ctx.cache.replace(key, entries, True)
+    found = ctx.cache.members(key)
+    assert found is not None
+    assert found == (ordered, b"t")
+    assert [repr(s) for _, s in found[0]] == [repr(s) for _, s in ordered]
+    assert ctx.cache.replace_cached_many([(f"{ctx.prefix}feed:c:2", entries, False)]) == [False]
+    assert ctx.cache.replace_cached_many([(key, entries[:2], False)]) == [True]
+    assert ctx.cache.members(key) == (sorted(entries[:2], key=lambda e: e[1], reverse=True), b"c")

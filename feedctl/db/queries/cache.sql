@@ -287,3 +287,33 @@ SELECT count(*) FROM post_score_change WHERE changed_at < %(before)s
 -- all_community_ids --
 Every community id, in order.
 SELECT id FROM communities ORDER BY id
+
+-- user_feed_tops_text --
+The best cap+1 entries of each of several user feeds, in the order of the ids, as text ready for Redis: the count, and "score post_id score post_id ..." best first.
+SELECT u.id, top.entries, top.pairs
+FROM unnest(%(ids)s::bigint[]) WITH ORDINALITY AS u(id, n)
+CROSS JOIN LATERAL (
+    SELECT count(*) AS entries,
+           string_agg(t.score::text || ' ' || t.post_id::text, ' '
+                      ORDER BY t.score DESC, t.post_id DESC) AS pairs
+    FROM (SELECT post_id, score FROM feed_entry WHERE user_id = u.id
+          ORDER BY score DESC, post_id DESC LIMIT %(limit)s) t
+) top
+ORDER BY u.n
+
+-- community_feed_tops_text --
+The best cap+1 live posts of each of several communities, in the order of the ids, as text ready for Redis: the count, and "score post_id score post_id ..." best first.
+SELECT c.id, top.entries, top.pairs
+FROM unnest(%(ids)s::bigint[]) WITH ORDINALITY AS c(id, n)
+CROSS JOIN LATERAL (
+    SELECT count(*) AS entries,
+           string_agg(t.score::text || ' ' || t.post_id::text, ' '
+                      ORDER BY t.score DESC, t.post_id DESC) AS pairs
+    FROM (SELECT post_id, score FROM post_score WHERE community_id = c.id
+          ORDER BY score DESC, post_id DESC LIMIT %(limit)s) t
+) top
+ORDER BY c.n
+
+-- exact_float_text --
+Make float8 text output exact (shortest round-trip form) for the rest of the transaction.
+SELECT set_config('extra_float_digits', '1', true)
