@@ -24,17 +24,10 @@ app = typer.Typer(
 SHOWN_MISMATCHES = 50
 
 
-def _warm_targets(
-    context: Context, active_since: str | None, users: Path | None, community: int | None
-) -> Targets:
-    chosen = [active_since is not None, users is not None, community is not None]
-    if sum(chosen) > 1:
-        raise BadInputError("give only one of --active-since, --users and --community")
+def _warm_targets(context: Context, active_since: str | None, users: Path | None) -> Targets:
     if users is not None:
         ids = cache_ops.existing_users(context.conn, read_ids(users))
         return Targets(ids, len(ids))
-    if community is not None:
-        return cache_ops.community_members(context, community)
     window = active_since or f"{context.settings.active_window_days}d"
     return cache_ops.active_users(context, parse_duration(window))
 
@@ -49,7 +42,9 @@ def warm(
         help="Users active within this long, e.g. 7d (default: active_window_days).",
     ),
     users: Path | None = typer.Option(None, "--users", help="File of user ids, one a line."),
-    community: int | None = typer.Option(None, "--community", help="Every member of a community."),
+    community: int | None = typer.Option(
+        None, "--community", help="Every member of a community, and the community's own feed."
+    ),
     force: bool = typer.Option(False, "--force", help="Rewrite feeds that are already cached."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Count what would be warmed."),
 ) -> None:
@@ -59,13 +54,21 @@ def warm(
     chunks of at most 250,000 entries. Exit 3 when some Redis writes failed (those feeds
     are marked for repair).
     """
+    if sum([active_since is not None, users is not None, community is not None]) > 1:
+        raise BadInputError("give only one of --active-since, --users and --community")
     state = state_of(ctx)
     with state.context() as context:
-        targets = _warm_targets(context, active_since, users, community)
-        with state.progress("warming (feeds)", total=targets.total) as advance:
-            report = cache_ops.warm(
-                context, "user", targets.ids, force=force, dry_run=dry_run, progress=advance
-            )
+        if community is not None:
+            with state.progress("warming (feeds)") as advance:
+                report = cache_ops.warm_community(
+                    context, community, force=force, dry_run=dry_run, progress=advance
+                )
+        else:
+            targets = _warm_targets(context, active_since, users)
+            with state.progress("warming (feeds)", total=targets.total) as advance:
+                report = cache_ops.warm(
+                    context, "user", targets.ids, force=force, dry_run=dry_run, progress=advance
+                )
     title = "cache warm" + (" (DRY RUN)" if dry_run else "")
     state.emit(dataclasses.asdict(report), lambda: render_counts(title, report))
     if report.redis_failures:

@@ -41,8 +41,6 @@ class CacheReport:
     feeds_skipped: int = 0
     entries_written: int = 0
     redis_failures: int = 0
-    entries_before: int = 0
-    entries_after: int = 0
     dry_run: bool = False
 
 
@@ -249,6 +247,24 @@ def community_members(ctx: Context, community_id: int) -> Targets:
     row = ctx.conn.execute(query("count_members"), {"community_id": community_id}).fetchone()
     ids = (user for page in member_pages(ctx.conn, community_id) for user in page)
     return Targets(ids, int(row[0]) if row else 0)
+
+
+def warm_community(
+    ctx: Context,
+    community_id: int,
+    *,
+    force: bool = False,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> CacheReport:
+    """Warm every member's feed, then the community's own feed (the community must exist)."""
+    members = community_members(ctx, community_id)
+    report = warm(ctx, "user", members.ids, force=force, dry_run=dry_run, progress=progress)
+    own = warm(ctx, "community", [community_id], force=force, dry_run=dry_run)
+    for field in dataclasses.fields(CacheReport):
+        if field.name != "dry_run":
+            setattr(report, field.name, getattr(report, field.name) + getattr(own, field.name))
+    return report
 
 
 def community_member_ids(ctx: Context, community_id: int) -> list[int]:

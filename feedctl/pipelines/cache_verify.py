@@ -27,6 +27,8 @@ from feedctl.pipelines.feed_source import FeedTop, load_tops
 
 Progress = Callable[[int], None]
 SETTLE_SECONDS = 0.5
+COMPARE_CHUNK = 100  # feeds compared at once (each up to cap entries on either side)
+MAX_LISTED = 10_000  # mismatches kept in the report; all are counted
 _OWNER_QUERY = {"user": "existing_user_ids", "community": "existing_community_ids"}
 
 
@@ -131,28 +133,38 @@ def verify(
     settle_seconds: float = SETTLE_SECONDS,
     progress: Progress | None = None,
 ) -> VerifyReport:
-    """Compare `sample` random cached feeds with PostgreSQL and report every mismatch."""
+    """Compare `sample` random cached feeds with PostgreSQL and report every mismatch
+    (the first MAX_LISTED in the report's list; `mismatches_found` counts them all)."""
     if sample < 1:
         raise BadInputError(f"the sample size must be at least 1, got {sample}")
     report = VerifyReport()
     keys, report.keys_scanned = sample_keys(ctx, sample, random.Random(seed), progress)
-    first = compare_keys(ctx, keys)
-    report.feeds_compared = len(first)
-    disagreeing = [key for key, found in first.items() if found]
+    disagreeing: list[str] = []
+    for chunk in _chunks(keys):
+        found = compare_keys(ctx, chunk)
+        report.feeds_compared += len(found)
+        disagreeing.extend(key for key, mismatches in found.items() if mismatches)
     if disagreeing and settle_seconds > 0:
         time.sleep(settle_seconds)
-    second = compare_keys(ctx, disagreeing) if disagreeing else {}
-    lasting = {key: found for key, found in second.items() if found}
+    lasting: list[str] = []
+    for chunk in _chunks(sorted(disagreeing)):
+        for key, mismatches in compare_keys(ctx, chunk).items():
+            if mismatches:
+                lasting.append(key)
+                report.mismatches_found += len(mismatches)
+                report.mismatches.extend(mismatches[: MAX_LISTED - len(report.mismatches)])
     report.feeds_settled = len(disagreeing) - len(lasting)
     report.feeds_mismatched = len(lasting)
     report.feeds_matching = report.feeds_compared - report.feeds_mismatched
-    report.mismatches = [m for key in sorted(lasting) for m in lasting[key]]
-    report.mismatches_found = len(report.mismatches)
     if mark:
         feeds = [f for f in (parse_feed_key(ctx.prefix, key) for key in lasting) if f]
         repair_marks.mark_feeds(ctx.conn, feeds, "verify found a mismatch")
         report.feeds_marked_for_repair = len(feeds)
     return report
+
+
+def _chunks(keys: Sequence[str]) -> list[Sequence[str]]:
+    return [keys[start : start + COMPARE_CHUNK] for start in range(0, len(keys), COMPARE_CHUNK)]
 
 
 def compare_keys(ctx: Context, keys: Sequence[str]) -> dict[str, list[Mismatch]]:

@@ -45,6 +45,14 @@ _CHECK_QUERY = {"user": "user_cached_page_check", "community": "community_cached
 Source = Literal["cache", "database"]
 
 
+class _StaleCache(Exception):
+    """The cached feed disagrees with PostgreSQL."""
+
+
+class _CacheEnds(Exception):
+    """The page reaches past what a truncated cached feed holds."""
+
+
 @dataclasses.dataclass(frozen=True)
 class FeedItem:
     post_id: int
@@ -115,8 +123,14 @@ class FeedReader:
             require_fresh(position, datetime.now(UTC), self.cursor_max_age)
         cached, redis_ok = self._read_cache(feed, position, limit + CACHE_SLACK)
         if cached is not None:
-            page = self._from_cache(feed, position, limit, cached)
-            return page or self._from_database(feed, position, limit)
+            try:
+                return self._from_cache(feed, position, limit, cached)
+            except _CacheEnds:
+                return self._from_database(feed, position, limit)
+            except _StaleCache:
+                page = self._from_database(feed, position, limit)
+                self._fill(feed)  # read repair: the next read is served from Redis again
+                return page
         page = self._from_database(feed, position, limit)
         if not page.items and position is None:
             _require_feed_owner(self.conn, feed)
@@ -142,15 +156,19 @@ class FeedReader:
 
     def _from_cache(
         self, feed: FeedRef, position: Position | None, limit: int, cached: CachedPage
-    ) -> FeedPage | None:
-        """The page from the cached items, or None when PostgreSQL must answer instead."""
+    ) -> FeedPage:
+        """The page from the cached items, checked against PostgreSQL.
+
+        Raises _StaleCache when the cache disagrees with PostgreSQL, _CacheEnds when the
+        page reaches past the end of a truncated cache: PostgreSQL answers either way.
+        """
         whole_rest = not cached.more_in_cache and not cached.truncated
         if whole_rest:
             floor = _BOTTOM
         elif cached.items:
             floor = (cached.items[-1][1], cached.items[-1][0])
         else:
-            return None  # the cache ends above this position; the rest is in PostgreSQL
+            raise _CacheEnds
         pin, in_range, listed, changed = self._check(feed, position, cached.items, floor)
         kept = []
         for post_id, score in cached.items:
@@ -158,16 +176,16 @@ class FeedReader:
                 continue
             item = listed.get(post_id)
             if item is None or item.score != score:
-                return None  # the cache is stale (a write still in flight, or lost)
+                raise _StaleCache  # a write still in flight, or one that was lost
             kept.append(item)
         if len(kept) != in_range:
-            return None  # the cache is missing entries that PostgreSQL has
+            raise _StaleCache  # the cache misses entries that PostgreSQL has
         merged = kept + [item for item in changed.values() if item.rank >= floor]
         merged.sort(key=lambda item: item.rank, reverse=True)
         if whole_rest:
             return self._finish(feed, merged[:limit], len(merged) > limit, pin, "cache")
         if len(merged) < limit:
-            return None
+            raise _CacheEnds
         return self._finish(feed, merged[:limit], True, pin, "cache")
 
     def _check(

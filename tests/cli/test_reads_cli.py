@@ -259,3 +259,21 @@ def test_vacuum_dry_run_then_for_real(seeded: list[str], database_url: str) -> N
         ]
         == 0
     )
+
+
+def test_warm_a_community_warms_its_members_and_its_own_feed(
+    seeded: list[str], database_url: str, redis_server_url: str, redis_prefix: str
+) -> None:
+    with psycopg.connect(database_url) as conn:
+        community_id, members = conn.execute(
+            "SELECT community_id, count(*) FROM memberships GROUP BY 1 ORDER BY 2 DESC LIMIT 1"
+        ).fetchone()
+    result = invoke([*seeded, "--json", "cache", "warm", "--community", str(community_id)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["feeds_considered"] == members + 1
+    assert report["feeds_written"] + report["feeds_skipped"] == members + 1
+    client = redis.Redis.from_url(redis_server_url)
+    assert client.exists(f"{redis_prefix}feed:c:{community_id}") == 1
+    client.close()
+    assert invoke([*seeded, "cache", "verify", "--sample", "1000"]).exit_code == 0

@@ -383,3 +383,26 @@ def test_every_score_change_is_recorded_with_the_score_before_it(world: Context)
     ).fetchall()
     assert [(r[0], r[1]) for r in rows] == [(p, before[p]) for p in changed]
     assert len({r[2] for r in rows}) == 1  # one rank chunk, one transaction
+
+
+def test_a_stale_cache_is_not_shown_and_the_read_heals_it(world: Context) -> None:
+    ctx = world
+    reader = FeedReader(ctx.conn, ctx.cache, ctx.settings.cursor_secret)
+    feed = pick_feed(ctx.conn, "user", 7)
+    key = feed.key(ctx.prefix)
+    ctx.cache.replace(key, *_top(ctx, feed))
+    truth = sorted(live_feed(ctx.conn, feed).items(), key=lambda e: (e[1], e[0]), reverse=True)
+    lost = truth[2][0]
+    ctx.redis.zrem(key, lost)  # a write that never arrived
+    page = reader.page(feed, 10, None)
+    assert page.source == "database"
+    assert [i.post_id for i in page.items] == [p for p, _ in truth[:10]]
+    healed = ctx.cache.members(key)
+    assert healed is not None and lost in [p for p, _ in healed[0]]
+    again = reader.page(feed, 10, None)
+    assert again.source == "cache" and again.items == page.items
+
+
+def _top(ctx: Context, feed: FeedRef) -> tuple[list[tuple[int, float]], bool]:
+    top = load_tops(ctx.conn, feed.kind, [feed.id], ctx.cap)[0]
+    return top.entries, top.truncated
