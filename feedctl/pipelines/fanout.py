@@ -18,6 +18,7 @@ from itertools import groupby
 from typing import Any
 
 import psycopg
+import psycopg.errors
 
 from feedctl.cache.client import REDIS_ERRORS
 from feedctl.cache.keys import FeedRef, community_feed, user_feed
@@ -237,14 +238,33 @@ def _apply(ctx: Context, events: list[Event], report: FanoutReport) -> RedisWork
 
 def _apply_created(ctx: Context, run: list[Event], report: FanoutReport, work: RedisWork) -> None:
     post_ids = sorted({e.post_id for e in run if e.post_id is not None})
+    seen = {row[0] for row in ctx.conn.execute(query("scored_post_ids"), {"post_ids": post_ids})}
     inputs = read_inputs(ctx.conn, post_ids)
     scored, _ = store_scores(ctx.conn, inputs, ctx.heuristic, update_entries=False)
     if scored.is_empty():
         return
-    written = ctx.conn.execute(query("fan_out_posts"), {"post_ids": post_ids}).rowcount
-    report.entries_written += written
+    report.entries_written += _insert_entries(ctx.conn, [p for p in post_ids if p not in seen])
+    report.entries_written += _insert_entries(ctx.conn, sorted(seen), may_exist=True)
     for post_id, community_id, score in scored.select("post_id", "community_id", "score").rows():
         work.created[community_id].append((post_id, score))
+
+
+def _insert_entries(
+    conn: psycopg.Connection[Any], post_ids: list[int], *, may_exist: bool = False
+) -> int:
+    """Entries for every member; a post never scored before cannot have any yet, so its
+    rows skip the conflict check (if one exists after all, the batch falls back to it)."""
+    if not post_ids:
+        return 0
+    conn.execute(query("raise_work_mem"))
+    params = {"post_ids": post_ids}
+    if may_exist:
+        return conn.execute(query("fan_out_posts"), params).rowcount
+    try:
+        with conn.transaction():
+            return conn.execute(query("fan_out_new_posts"), params).rowcount
+    except psycopg.errors.UniqueViolation:
+        return conn.execute(query("fan_out_posts"), params).rowcount
 
 
 def _apply_deleted(ctx: Context, run: list[Event], report: FanoutReport, work: RedisWork) -> None:

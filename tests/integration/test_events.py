@@ -155,3 +155,16 @@ def test_dry_run_writes_nothing_and_keeps_the_position(community: Context) -> No
     real = run_fanout(community)
     assert real.events == 1 and real.entries_written == 3
     assert 30 in feed_of(community, 1) and 30 in cached(community, 1)
+
+
+def test_an_entry_written_before_its_event_is_not_a_conflict(community: Context) -> None:
+    add_post(community.conn, 40, 1, hours_ago=0)
+    community.conn.execute(
+        "INSERT INTO feed_entry (user_id, post_id, community_id, author_id, score, created_at) "
+        "VALUES (2, 40, 1, 1, 0, now())"
+    )
+    report = run_fanout(community)
+    assert report.events == 1
+    assert report.entries_written == 2  # users 1 and 3; user 2 already had it
+    for user_id in (1, 2, 3):
+        assert feed_of(community, user_id).count(40) == 1
