@@ -20,8 +20,11 @@ def _render(report: DemoReport) -> None:
             f"{report.seeded.users} users, {report.seeded.communities} "
             f"communities, {report.seeded.posts} posts",
         )
+    fanned = report.fanout
     summary.add_row(
-        "fan-out", f"{report.fanout.events} events, {report.fanout.entries_written} entries written"
+        "fan-out",
+        f"{fanned.events} events, {fanned.entries_written} entries written, "
+        f"{fanned.feeds_warmed} active users' feeds cached",
     )
     summary.add_row("rank", f"{report.rank.posts_rescored} posts rescored")
     summary.add_row(

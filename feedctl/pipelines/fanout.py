@@ -319,7 +319,8 @@ class _CacheWriter:
     def upsert(self, feeds: list[FeedRef], posts: list[tuple[int, float]]) -> None:
         if not self.redis_down:
             try:
-                cached = self.ctx.cache.upsert((f.key(self.ctx.prefix), posts) for f in feeds)
+                keys = [f.key(self.ctx.prefix) for f in feeds]
+                cached = self.ctx.cache.upsert_same(keys, posts)
                 checkpoint("fanout.mid_cache")
                 self._warm_active([f for f, hit in zip(feeds, cached, strict=True) if not hit])
                 return
