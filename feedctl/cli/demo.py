@@ -7,6 +7,7 @@ import dataclasses
 import typer
 from rich.table import Table
 
+from feedctl.cli.reports import render_page
 from feedctl.cli.state import handle_errors, state_of, stdout
 from feedctl.pipelines.demo import DemoReport, run_demo
 from feedctl.synth import SeedSpec
@@ -34,23 +35,7 @@ def _render(report: DemoReport) -> None:
     if report.page is None:
         stdout.print("no active user has a feed yet")
         return
-    table = Table(
-        "post",
-        "community",
-        "author",
-        "created at",
-        "score",
-        title=f"feed of user {report.user_id} ({report.page.source})",
-    )
-    for item in report.page.items:
-        table.add_row(
-            str(item.post_id),
-            str(item.community_id),
-            str(item.author_id),
-            item.created_at.strftime("%Y-%m-%d %H:%M"),
-            f"{item.score:.4f}",
-        )
-    stdout.print(table)
+    render_page(f"feed of user {report.user_id}", report.page)
 
 
 @handle_errors
