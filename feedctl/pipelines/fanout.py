@@ -32,6 +32,8 @@ from feedctl.pipelines.feed_source import load_tops, member_pages
 from feedctl.pipelines.scores import read_inputs, store_scores
 
 DEFAULT_CONSUMER = "default"
+# Entries one batch may write, at most (one post to a larger community is one batch).
+ENTRIES_PER_BATCH = 500_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,6 +142,7 @@ def _run_batch(ctx: Context, consumer: str, limit: int, report: FanoutReport) ->
         )
         if not events:
             return False
+        events = _bounded(conn, events, ctx.cap)
         checkpoint("fanout.after_read")
         work = _apply(ctx, events, report)
         checkpoint("fanout.after_write")
@@ -205,6 +208,19 @@ def _dry_run_scope(conn: psycopg.Connection[Any], dry_run: bool) -> Iterator[Non
         return
     with conn.transaction(force_rollback=True):
         yield
+
+
+def _bounded(conn: psycopg.Connection[Any], events: list[Event], cap: int) -> list[Event]:
+    """The longest head of `events` whose estimated entries stay within ENTRIES_PER_BATCH
+    (at least one event), so that a transaction's size does not grow with communities."""
+    communities = sorted({e.community_id for e in events if e.kind == "post_created"})
+    sizes = dict(conn.execute(query("community_sizes"), {"ids": communities}).fetchall())
+    total = 0
+    for index, event in enumerate(events):
+        total += sizes.get(event.community_id, 0) if event.kind == "post_created" else cap
+        if total > ENTRIES_PER_BATCH and index > 0:
+            return events[:index]
+    return events
 
 
 def _position(conn: psycopg.Connection[Any], consumer: str) -> tuple[str, int]:

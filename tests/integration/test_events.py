@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from feedctl.context import Context
-from feedctl.pipelines import cache_ops
+from feedctl.pipelines import cache_ops, fanout
 from feedctl.pipelines.fanout import run_fanout
 
 from expected import expected_user_feeds
@@ -168,3 +168,16 @@ def test_an_entry_written_before_its_event_is_not_a_conflict(community: Context)
     assert report.entries_written == 2  # users 1 and 3; user 2 already had it
     for user_id in (1, 2, 3):
         assert feed_of(community, user_id).count(40) == 1
+
+
+def test_batches_are_bounded_by_entries_not_only_events(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fanout, "ENTRIES_PER_BATCH", 50)
+    add_community(ctx.conn, 7, list(range(100, 130)))  # 30 members
+    for post_id in range(200, 205):
+        add_post(ctx.conn, post_id, 7, hours_ago=1)
+    report = run_fanout(ctx, batch_size=100)
+    assert report.events == 5
+    assert report.batches == 5  # 30 entries each: a second post would pass 50
+    assert report.entries_written == 150

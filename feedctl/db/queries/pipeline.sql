@@ -344,3 +344,8 @@ LIMIT %(limit)s
 -- active_among --
 Which of these users were active since a time.
 SELECT id FROM users WHERE id = ANY(%(ids)s) AND last_active_at >= %(since)s
+
+-- community_sizes --
+How many members each of these communities has.
+SELECT community_id, count(*) FROM memberships
+WHERE community_id = ANY(%(ids)s) GROUP BY community_id
