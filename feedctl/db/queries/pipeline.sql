@@ -349,3 +349,8 @@ SELECT id FROM users WHERE id = ANY(%(ids)s) AND last_active_at >= %(since)s
 How many members each of these communities has.
 SELECT community_id, count(*) FROM memberships
 WHERE community_id = ANY(%(ids)s) GROUP BY community_id
+
+-- close_cache_pending_through --
+The cache has every write up to this position: clear the range unless a newer batch committed.
+UPDATE feed_offset_state SET cache_from_txid = NULL, cache_from_event_id = NULL
+WHERE consumer = %(consumer)s AND last_txid = %(txid)s::xid8 AND last_event_id = %(event_id)s
