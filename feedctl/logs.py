@@ -40,7 +40,8 @@ class JsonLines(logging.Formatter):
 
 
 class HumanLines(logging.Formatter):
-    """`12:00:01 fanout#42 finished: succeeded in 1.2 s  events=10 ...`"""
+    """`12:00:01 fanout#42 finished: succeeded  exit_code=0  seconds=1.2` (the counts are
+    left to the table the command prints)."""
 
     def format(self, record: logging.LogRecord) -> str:
         fields = fields_of(record)
@@ -50,8 +51,9 @@ class HumanLines(logging.Formatter):
         if run_id is not None:
             who += f"#{run_id}"
         level = "" if record.levelno == logging.INFO else f"{record.levelname.lower()}: "
-        counts = fields.pop("counts", None) or {}
-        details = "  ".join(f"{k}={v}" for k, v in {**fields, **counts}.items() if v is not None)
+        fields.pop("counts", None)
+        fields.pop("outcome", None)  # the message says it
+        details = "  ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
         line = f"{when} {who} {level}{record.getMessage()}"
         if details:
             line += f"  {details}"

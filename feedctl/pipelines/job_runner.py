@@ -91,23 +91,7 @@ def run_job(
     result = JobResult(
         job.name, job.command, None, job_runs.RUNNING, EXIT_FAILED, datetime.now(UTC)
     )
-    ending: _Ending
-    awaiting: int | None = None
-    try:
-        bookkeeping = connect(database_url(settings, notice), autocommit=True)
-    except Exception as exc:
-        ending = _failure(exc)
-    else:
-        try:
-            _lock(bookkeeping, job)
-            try:
-                ending = _recorded_run(settings, job, bookkeeping, stop, result)
-                awaiting, result.failures_in_a_row = _aftermath(bookkeeping, job, result, ending)
-            finally:
-                with contextlib.suppress(psycopg.Error):
-                    job_runs.unlock(bookkeeping, job.lock)
-        finally:
-            bookkeeping.close()
+    ending, awaiting = _held_run(settings, job, stop, notice, result)
     result.outcome, result.exit_code = ending.outcome, ending.exit_code
     result.counts, result.message = ending.counts, ending.message
     result.seconds = time.monotonic() - started
@@ -128,6 +112,37 @@ def run_job(
     if ending.bug is not None:
         raise ending.bug
     return result
+
+
+def _held_run(
+    settings: Settings,
+    job: JobDefinition,
+    stop: threading.Event,
+    notice: Callable[[str], None] | None,
+    result: JobResult,
+) -> tuple[_Ending, int | None]:
+    """Connect, lock, record and run. Returns how it ended and the feeds awaiting repair;
+    raises LockedError when another run holds the lock."""
+    try:
+        bookkeeping = connect(database_url(settings, notice), autocommit=True)
+    except Exception as exc:
+        return _failure(exc), None
+    try:
+        try:
+            _lock(bookkeeping, job)
+        except LockedError:
+            raise
+        except Exception as exc:
+            return _failure(exc), None
+        try:
+            ending = _recorded_run(settings, job, bookkeeping, stop, result)
+            awaiting, result.failures_in_a_row = _aftermath(bookkeeping, job, result, ending)
+            return ending, awaiting
+        finally:
+            with contextlib.suppress(psycopg.Error):
+                job_runs.unlock(bookkeeping, job.lock)
+    finally:
+        bookkeeping.close()
 
 
 def _lock(bookkeeping: psycopg.Connection[Any], job: JobDefinition) -> None:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from feedctl.metrics import exported_names
@@ -139,3 +140,12 @@ def test_every_dashboard_query_is_valid_promql(tmp_path: Path) -> None:
     rules.write_text("\n".join(lines) + "\n")
     result = run(promtool, "check", "rules", str(rules))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_missing_tool_fails_in_ci_and_skips_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="make tools"):
+        require_tool("feedctl-no-such-tool")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="feedctl-no-such-tool is not installed"):
+        require_tool("feedctl-no-such-tool")
