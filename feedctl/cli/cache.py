@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from feedctl import metrics
 from feedctl.cli.reports import render_counts
 from feedctl.cli.state import handle_errors, state_of
 from feedctl.context import Context
@@ -50,11 +51,17 @@ def warm(
     Exit 3 when some Redis writes failed (those feeds are marked for repair).
     """
     state = state_of(ctx)
-    with state.context() as context, state.progress("warming (feeds)") as advance:
+    measured = metrics.pushed(state.settings, "warm", "cache warm", state.notice)
+    with (
+        measured as record,
+        state.context() as context,
+        state.progress("warming (feeds)") as advance,
+    ):
         targets = _warm_targets(context, active_since, users, community)
         report = cache_ops.warm(
             context, "user", targets, force=force, dry_run=dry_run, progress=advance
         )
+        record.report(report)
     title = "cache warm" + (" (DRY RUN)" if dry_run else "")
     state.emit(dataclasses.asdict(report), lambda: render_counts(title, report))
     if report.redis_failures:
@@ -69,8 +76,14 @@ def repair(ctx: typer.Context) -> None:
     Exit 3 when Redis failed again (the marks stay for the next run).
     """
     state = state_of(ctx)
-    with state.context() as context, state.progress("repairing (feeds)") as advance:
+    measured = metrics.pushed(state.settings, "repair", "cache repair", state.notice)
+    with (
+        measured as record,
+        state.context() as context,
+        state.progress("repairing (feeds)") as advance,
+    ):
         report = cache_ops.repair(context, progress=advance)
+        record.report(report)
     state.emit(dataclasses.asdict(report), lambda: render_counts("cache repair", report))
     if report.redis_failures:
         raise typer.Exit(EXIT_PARTIAL)

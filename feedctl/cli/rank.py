@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from feedctl import metrics
 from feedctl.cli.reports import render_counts
 from feedctl.cli.state import handle_errors, state_of, stdout
 from feedctl.errors import EXIT_PARTIAL
@@ -38,7 +39,8 @@ def rank(
         return
     state = state_of(ctx)
     chosen = load_heuristic(heuristic or state.settings.heuristic)
-    with state.context() as context, state.progress("rank (posts)") as advance:
+    measured = metrics.pushed(state.settings, "rank", "rank", state.notice)
+    with measured as record, state.context() as context, state.progress("rank (posts)") as advance:
         context.heuristic = chosen
         seen = [0]
 
@@ -47,6 +49,7 @@ def rank(
             seen[0] = report.posts_rescored
 
         report = run_rank(context, everything=everything, progress=on_chunk)
+        record.report(report)
     state.emit(dataclasses.asdict(report), lambda: render_counts("rank", report))
     if report.redis_failures:
         raise typer.Exit(EXIT_PARTIAL)
