@@ -9,7 +9,7 @@ import pytest
 
 from feedctl.db.sql_blocks import _blocks, parse_blocks, query
 
-SQL_KEYWORDS = ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "CREATE", "COPY")
+SQL_KEYWORDS = ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "CREATE", "COPY", "ANALYZE")
 SHIPPED = sorted(_blocks())
 
 
