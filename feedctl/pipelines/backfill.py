@@ -436,6 +436,7 @@ def _sync_chunk(run: _Run, after: int, upto: int, *, last: bool) -> int:
     """One transaction: the entries of users in (after, upto] and the shard's position."""
     conn = run.ctx.conn
     params = {**_shard_params(run), "after": after, "upto": upto}
+    conn.execute(query("rank_prefer_indexes"))  # a scan per chunk would be quadratic
     updated = conn.execute(query("backfill_sync_entries"), params).rowcount
     checkpoint("backfill.entries_before_commit")
     advance = {**params, "updated": updated}

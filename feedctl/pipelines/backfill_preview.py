@@ -155,9 +155,11 @@ def _count_entries(
         page = {**params, "after": after, "limit": users}
         ids = [r[0] for r in conn.execute(query("backfill_shard_users"), page)]
         upto = ids[-1] if ids else END
-        found = conn.execute(
-            query("preview_count_entries"), {**params, "after": after, "upto": upto}
-        ).fetchone()
+        with conn.transaction():
+            conn.execute(query("rank_prefer_indexes"))
+            found = conn.execute(
+                query("preview_count_entries"), {**params, "after": after, "upto": upto}
+            ).fetchone()
         entries, changed = (int(found[0]), int(found[1])) if found else (0, 0)
         preview.entries += entries
         preview.entries_changed += changed

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC
 from typing import Any
 
 import polars as pl
@@ -46,7 +47,8 @@ class RankReport:
     posts_rescored: int = 0
     posts_fallen: int = 0  # rescored posts whose score went down
     entries_updated: int = 0
-    feeds_touched: int = 0
+    feeds_touched: int = 0  # feeds holding rescored posts
+    feeds_cached: int = 0  # of those, cached: the new scores were written to them
     feeds_refreshed: int = 0  # truncated cached feeds a falling post left short, rewritten
     redis_failures: int = 0
     feeds_marked_for_repair: int = 0
@@ -123,15 +125,17 @@ def require_current(conn: psycopg.Connection[Any], heuristic: Heuristic) -> None
     Changing versions is a backfill's job: a nightly run under an old version would
     quietly rescore every post back to it.
     """
-    heuristic_versions.record(conn, heuristic)
     found = heuristic_versions.current(conn)
     if found is None:
         heuristic_versions.adopt(conn, heuristic)
         return
-    if found.heuristic.version != heuristic.version:
+    if found.heuristic.version == heuristic.version:
+        heuristic_versions.record(conn, heuristic)  # same name: the same coefficients?
+    else:
         raise BadInputError(
             f"stored scores follow heuristic {found.heuristic.version!r} (adopted "
-            f"{found.adopted_at:%Y-%m-%d %H:%M} UTC) but this run uses {heuristic.version!r}: "
+            f"{found.adopted_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC) but this run uses "
+            f"{heuristic.version!r}: "
             f"point `heuristic` at the {found.heuristic.version!r} file, or change versions with "
             "`feedctl rank backfill --heuristic FILE`"
         )
@@ -158,9 +162,12 @@ def _rescore_chunk(ctx: Context, inputs: pl.DataFrame, report: RankReport) -> No
         ].to_list()
     )
     with ctx.conn.transaction():
+        ctx.conn.execute(query("rank_touched_create"))
+        ctx.conn.execute(query("rank_touched_clear"))
         stage_scores(ctx.conn, scored)
         ctx.conn.execute(query("analyze_score_stage"))
         ctx.conn.execute(query("upsert_post_scores"), {"version": ctx.heuristic.version})
+        ctx.conn.execute(query("rank_prefer_indexes"))
         updated = ctx.conn.execute(query("rank_update_entry_scores")).rowcount
         ctx.conn.execute(query("rank_cache_pending_mark"), {"post_ids": post_ids})
         checkpoint("rank.before_commit")
@@ -171,15 +178,16 @@ def _rescore_chunk(ctx: Context, inputs: pl.DataFrame, report: RankReport) -> No
     report.posts_fallen += len(falling)
     report.entries_updated += updated
     report.chunks += 1
-    _write_cache(ctx, post_ids, falling, report)
+    _write_cache(ctx, post_ids, falling, report, replay=False)
     report.seconds_cache += time.perf_counter() - committed
 
 
 def _write_cache(
-    ctx: Context, post_ids: Sequence[int], falling: set[int], report: RankReport
+    ctx: Context, post_ids: Sequence[int], falling: set[int], report: RankReport, *, replay: bool
 ) -> None:
-    writes = rank_cache.write_scores(ctx, post_ids, falling)
+    writes = rank_cache.write_scores(ctx, post_ids, falling, replay=replay)
     report.feeds_touched += writes.feeds_touched
+    report.feeds_cached += writes.feeds_cached
     report.feeds_refreshed += writes.feeds_refreshed
     report.redis_failures += writes.redis_failures
     report.feeds_marked_for_repair += writes.feeds_marked_for_repair
@@ -199,6 +207,6 @@ def _replay_pending(ctx: Context, report: RankReport) -> None:
         if not rows:
             return
         post_ids = [row[0] for row in rows]
-        _write_cache(ctx, post_ids, set(post_ids), report)
+        _write_cache(ctx, post_ids, set(post_ids), report, replay=True)
         report.posts_replayed += len(post_ids)
         after = post_ids[-1]

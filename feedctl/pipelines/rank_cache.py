@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from itertools import groupby
 from operator import itemgetter
 
@@ -25,6 +25,7 @@ from feedctl.pipelines.feed_source import load_tops
 
 UPSERT_BATCH = 5_000  # entries per pipelined round of upserts
 CHECK_BATCH = 1_000  # feeds per pipelined round of shrink checks
+FETCH_ROWS = 5_000  # entries per fetch from PostgreSQL
 Entries = list[tuple[int, float]]
 
 
@@ -32,7 +33,8 @@ Entries = list[tuple[int, float]]
 class CacheWrites:
     """What writing new scores into cached feeds did."""
 
-    feeds_touched: int = 0  # feeds the upserts were sent to (cached or not)
+    feeds_touched: int = 0  # feeds holding the posts (cached or not)
+    feeds_cached: int = 0  # of those, cached: the upserts went to them
     feeds_refreshed: int = 0  # truncated feeds a falling post left short, rewritten
     redis_failures: int = 0  # entries whose write failed
     feeds_marked_for_repair: int = 0
@@ -48,14 +50,21 @@ class _Writer:
         self.watched: dict[FeedRef, None] = {}  # an ordered set
 
     def upsert(self, feeds: Sequence[tuple[FeedRef, Entries]]) -> None:
+        """Upsert into the feeds that are cached (one round trip to ask, one to write)."""
         if not feeds:
             return
         self.writes.feeds_touched += len(feeds)
         if not self.failed:
             try:
-                self.ctx.cache.upsert(
-                    (feed.key(self.ctx.prefix), entries) for feed, entries in feeds
-                )
+                keys = [feed.key(self.ctx.prefix) for feed, _ in feeds]
+                present = self.ctx.cache.exists(keys)
+                cached = [
+                    (key, entries)
+                    for key, (_, entries), found in zip(keys, feeds, present, strict=True)
+                    if found
+                ]
+                self.ctx.cache.upsert(cached)
+                self.writes.feeds_cached += len(cached)
                 return
             except REDIS_ERRORS:
                 pass
@@ -101,11 +110,15 @@ class _Writer:
                     yield feed
 
 
-def write_scores(ctx: Context, post_ids: Sequence[int], falling: Collection[int]) -> CacheWrites:
+def write_scores(
+    ctx: Context, post_ids: Sequence[int], falling: Collection[int], *, replay: bool
+) -> CacheWrites:
     """Write the stored scores of `post_ids` into the cached feeds holding them.
 
-    `falling` are the posts whose score went down (or may have): feeds holding them are
-    checked afterwards and rewritten if they were left short.
+    The user feeds' entries are those the chunk just changed (kept by its UPDATE), or with
+    `replay` (a killed run's leftovers) every entry of the posts. `falling` are the posts
+    whose score went down (or may have): feeds holding them are checked afterwards and
+    rewritten if they were left short.
     """
     writes = CacheWrites()
     writer = _Writer(ctx, writes)
@@ -118,8 +131,8 @@ def write_scores(ctx: Context, post_ids: Sequence[int], falling: Collection[int]
     writer.upsert([(community_feed(c), entries) for c, entries in by_community.items()])
     batch: list[tuple[FeedRef, Entries]] = []
     size = 0
-    stream = ctx.conn.cursor().stream(query("rank_entries_of_posts"), {"post_ids": list(post_ids)})
-    for user_id, group in groupby(stream, key=itemgetter(0)):
+    entries_by_user = _entries_by_user(ctx, post_ids, replay=replay)
+    for user_id, group in groupby(entries_by_user, key=itemgetter(0)):
         entries = [(post_id, score) for _, post_id, score in group]
         feed = user_feed(user_id)
         batch.append((feed, entries))
@@ -132,3 +145,17 @@ def write_scores(ctx: Context, post_ids: Sequence[int], falling: Collection[int]
     writer.upsert(batch)
     writer.finish()
     return writes
+
+
+def _entries_by_user(
+    ctx: Context, post_ids: Sequence[int], *, replay: bool
+) -> Iterator[tuple[int, int, float]]:
+    """Entries ordered by user, fetched in pages through a server-side cursor (memory
+    stays one page, whatever the audience)."""
+    name = "rank_entries_of_posts" if replay else "rank_touched_by_user"
+    with ctx.conn.transaction():
+        ctx.conn.execute(query("rank_prefer_indexes"))
+        with ctx.conn.cursor(name="rank_cache_entries") as cursor:
+            cursor.itersize = FETCH_ROWS
+            cursor.execute(query(name), {"post_ids": list(post_ids)})
+            yield from cursor

@@ -9,7 +9,17 @@ import pytest
 
 from feedctl.db.sql_blocks import _blocks, parse_blocks, query
 
-SQL_KEYWORDS = ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH", "CREATE", "COPY", "ANALYZE")
+SQL_KEYWORDS = (
+    "SELECT",
+    "INSERT",
+    "UPDATE",
+    "DELETE",
+    "WITH",
+    "CREATE",
+    "COPY",
+    "ANALYZE",
+    "TRUNCATE",
+)
 SHIPPED = sorted(_blocks())
 
 

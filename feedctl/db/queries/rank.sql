@@ -43,15 +43,35 @@ WHERE p.deleted_at IS NULL AND p.id > %(after)s
 ORDER BY p.id
 LIMIT %(limit)s
 
+-- rank_prefer_indexes --
+For this transaction, reach feed entries through indexes: cost by audience, never a full scan.
+SELECT set_config('enable_seqscan', 'off', true)
+
 -- analyze_score_stage --
 Give the planner the stage's size, so entries are found through the post index.
 ANALYZE score_stage
 
+-- rank_touched_create --
+A session-private table of the entries a rank chunk changed (what the cached feeds need).
+CREATE TEMP TABLE IF NOT EXISTS rank_touched (user_id bigint, post_id bigint, score float8)
+
+-- rank_touched_clear --
+Forget the previous chunk's changed entries.
+TRUNCATE rank_touched
+
 -- rank_update_entry_scores --
-Copy the staged scores into every feed entry of those posts whose score differs.
-UPDATE feed_entry fe SET score = st.score
-FROM score_stage st
-WHERE fe.post_id = st.post_id AND fe.score IS DISTINCT FROM st.score
+Copy the staged scores into every feed entry of those posts whose score differs; keep them.
+WITH updated AS (
+    UPDATE feed_entry fe SET score = st.score
+    FROM score_stage st
+    WHERE fe.post_id = st.post_id AND fe.score IS DISTINCT FROM st.score
+    RETURNING fe.user_id, fe.post_id, fe.score
+)
+INSERT INTO rank_touched (user_id, post_id, score) SELECT user_id, post_id, score FROM updated
+
+-- rank_touched_by_user --
+The entries the last chunk changed, grouped by user (read after its commit).
+SELECT user_id, post_id, score FROM rank_touched ORDER BY user_id
 
 -- rank_entries_of_posts --
 Feed entries of some posts, grouped by user (streamed to the cache writer).
