@@ -32,10 +32,10 @@ app = typer.Typer(
 )
 
 PHASE_LABELS = {
-    "waiting": "backfill: waiting for another shard's post phase",
-    "posts": "backfill: rescoring posts",
-    "communities": "backfill: rewriting cached community feeds",
-    "entries": "backfill: syncing feed entries (users)",
+    "waiting": "waiting (posts)",
+    "posts": "posts",
+    "communities": "communities",
+    "entries": "users",
 }
 
 
@@ -112,9 +112,7 @@ class PhaseBars:
 def _status(event: PhaseProgress) -> str:
     report = event.report
     if event.phase == "entries":
-        return f"{report.entries_updated:,} entries updated"
-    if event.phase == "posts":
-        return f"{report.posts_rescored:,} posts"
+        return f"{report.entries_updated:,} entries"
     return ""
 
 
