@@ -59,23 +59,6 @@ SELECT p.id AS post_id, p.community_id, p.created_at, p.reactions_count, p.comme
 FROM posts p LEFT JOIN users u ON u.id = p.author_id
 WHERE p.id = ANY(%(post_ids)s) AND p.deleted_at IS NULL
 
--- changed_post_inputs --
-Live posts whose inputs or heuristic version differ from those their score was computed from.
-SELECT p.id AS post_id, p.community_id, p.created_at, p.reactions_count, p.comments_count,
-       coalesce(u.reputation, 0)::float8 AS reputation
-FROM posts p
-LEFT JOIN users u ON u.id = p.author_id
-LEFT JOIN post_score ps ON ps.post_id = p.id
-WHERE p.deleted_at IS NULL AND p.id > %(after)s
-  AND (%(everything)s OR ps.post_id IS NULL
-       OR ps.heuristic_version <> %(version)s
-       OR ps.reactions_count <> p.reactions_count
-       OR ps.comments_count <> p.comments_count
-       OR ps.reputation IS DISTINCT FROM coalesce(u.reputation, 0)::float8)
-  AND (%(include_unscored)s OR ps.post_id IS NOT NULL)
-ORDER BY p.id
-LIMIT %(limit)s
-
 -- create_score_stage --
 A temporary table that receives new scores by COPY.
 CREATE TEMP TABLE IF NOT EXISTS score_stage (
@@ -169,11 +152,6 @@ WHERE community_id = ANY(%(community_ids)s) ORDER BY community_id, user_id
 -- post_scores --
 Current scores and communities of posts.
 SELECT post_id, community_id, score FROM post_score WHERE post_id = ANY(%(post_ids)s)
-
--- entries_of_posts --
-Feed entries of some posts, grouped by user.
-SELECT user_id, post_id, score FROM feed_entry WHERE post_id = ANY(%(post_ids)s)
-ORDER BY user_id
 
 -- mark_for_repair --
 Remember that these feeds' caches missed a write.
@@ -284,14 +262,6 @@ LIMIT %(limit)s
 What a page shows of each post.
 SELECT id, community_id, author_id, created_at FROM posts
 WHERE id = ANY(%(post_ids)s) AND deleted_at IS NULL
-
--- post_explain_inputs --
-One post's scoring inputs and stored score, for rank explain.
-SELECT p.id AS post_id, p.community_id, p.created_at, p.reactions_count, p.comments_count,
-       coalesce(u.reputation, 0)::float8 AS reputation, p.deleted_at,
-       ps.score AS stored_score, ps.heuristic_version
-FROM posts p LEFT JOIN users u ON u.id = p.author_id LEFT JOIN post_score ps ON ps.post_id = p.id
-WHERE p.id = %(post_id)s
 
 -- database_now --
 The server's clock, outside any transaction's start time.
