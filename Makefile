@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install tools demo test lint format bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,10 +14,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# promtool and prometheus-pushgateway for the alert-rule and Pushgateway tests: installed
+# with apt-get only when missing; their services are never started.
+tools:
+	@sh scripts/ops-tools.sh
+
 demo: $(STAMP)
 	$(BIN)/feedctl demo
 
-test: $(STAMP)
+test: $(STAMP) tools
 	$(BIN)/python -m pytest -m "not slow"
 
 lint: $(STAMP)

@@ -40,6 +40,7 @@ class Settings:
     active_window_days: int = 7
     batch_size: int = 1_000
     cursor_secret: str = "feedctl-default-cursor-secret"
+    jobs_dir: Path | None = None
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}

@@ -29,6 +29,16 @@ class Context:
     redis: RedisClient
     cache: FeedCache
     heuristic: Heuristic
+    database_url: str
+
+    @contextlib.contextmanager
+    def second_connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """Another autocommit connection to the same database, for work done alongside."""
+        conn = connect(self.database_url, autocommit=True)
+        try:
+            yield conn
+        finally:
+            conn.close()
 
     @property
     def cap(self) -> int:
@@ -84,13 +94,18 @@ def open_context(
     chosen = heuristic or load_heuristic(settings.heuristic)
     redis_client = connect_redis(redis_url(settings, notice), check=False)
     try:
-        with open_database(settings, notice, autocommit=True) as conn:
+        url = database_url(settings, notice)
+        conn = connect(url, autocommit=True)
+        try:
             yield Context(
                 settings=settings,
                 conn=conn,
                 redis=redis_client,
                 cache=FeedCache(redis_client, settings.redis_key_prefix, settings.feed_cap),
                 heuristic=chosen,
+                database_url=url,
             )
+        finally:
+            conn.close()
     finally:
         redis_client.close()

@@ -48,7 +48,7 @@ return 1
 
 # Upsert (score, post id) pairs into a cached feed and trim it to the cap, keeping it an
 # exact prefix of the full feed, ordered by (score desc, post id desc). Returns -1 when
-# the feed is not cached, else the number of members added.
+# the feed is not cached, else the number of members added or updated.
 _UPSERT_LUA = """
 local key = KEYS[1]
 local head = redis.call('ZRANGE', key, 0, 0)
@@ -62,27 +62,32 @@ local function above(s1, m1, s2, m2)
 end
 
 local floor_s, floor_m
+-- The lowest cached entry in feed order: the lowest score, and among equal scores the
+-- smallest post id (Redis itself orders equal scores by member text).
 local function load_floor()
   local low = redis.call('ZRANGE', key, 1, 1, 'WITHSCORES')
-  if #low == 0 then floor_s, floor_m = nil, nil
-  else floor_m, floor_s = low[1], tonumber(low[2]) end
+  if #low == 0 then floor_s, floor_m = nil, nil return end
+  floor_s, floor_m = tonumber(low[2]), low[1]
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', key, low[2], low[2])) do
+    if tonumber(member) < tonumber(floor_m) then floor_m = member end
+  end
 end
 if truncated then load_floor() end
 
 local added = 0
-for i = 2, #ARGV, 2 do
+if not truncated then
+  for i = 2, #ARGV, 4000 do
+    added = added + redis.call('ZADD', key, unpack(ARGV, i, math.min(i + 3999, #ARGV)))
+  end
+end
+for i = 2, (truncated and #ARGV or 0), 2 do
   local raw, member = ARGV[i], ARGV[i + 1]
   local score = tonumber(raw)
-  if truncated then
-    if redis.call('ZSCORE', key, member) then
-      redis.call('ZREM', key, member)
-      if member == floor_m then load_floor() end
-      added = added - 1
-    end
-    if floor_s ~= nil and above(score, member, floor_s, floor_m) then
-      added = added + redis.call('ZADD', key, raw, member)
-    end
-  else
+  if redis.call('ZSCORE', key, member) then
+    redis.call('ZREM', key, member)
+    if member == floor_m then load_floor() end
+  end
+  if floor_s ~= nil and above(score, member, floor_s, floor_m) then
     added = added + redis.call('ZADD', key, raw, member)
   end
 end
@@ -157,6 +162,7 @@ class FeedCache:
         self.cap = cap
         self._upsert = client.register_script(_UPSERT_LUA)
         self._replace_script = client.register_script(_REPLACE_LUA)
+        self._script_loaded = False
 
     def upsert(
         self, keyed_entries: Iterable[tuple[str, Sequence[tuple[int, float]]]]
@@ -165,13 +171,33 @@ class FeedCache:
 
         Returns, feed by feed, whether it was cached.
         """
+        sha = self._script_sha()
         with self.client.pipeline(transaction=False) as pipe:
             for key, entries in keyed_entries:
-                args: list[Any] = [self.cap]
-                for post_id, score in entries:
-                    args.extend((repr(float(score)), post_id))
-                self._upsert(keys=[key], args=args, client=pipe)
+                pipe.evalsha(sha, 1, key, *self._upsert_args(entries))
             return [int(result) >= 0 for result in pipe.execute()]
+
+    def upsert_same(self, keys: Sequence[str], entries: Sequence[tuple[int, float]]) -> list[bool]:
+        """Upsert the same entries into many cached feeds (fan-out), arguments built once."""
+        sha = self._script_sha()
+        args = self._upsert_args(entries)
+        with self.client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.evalsha(sha, 1, key, *args)
+            return [int(result) >= 0 for result in pipe.execute()]
+
+    def _upsert_args(self, entries: Sequence[tuple[int, float]]) -> list[Any]:
+        args: list[Any] = [self.cap]
+        for post_id, score in entries:
+            args.extend((repr(float(score)), post_id))
+        return args
+
+    def _script_sha(self) -> str:
+        """Load the upsert script once per client (a restarted server forgets it: reload)."""
+        if not self._script_loaded or not self.client.script_exists(self._upsert.sha)[0]:
+            self.client.script_load(_UPSERT_LUA)
+            self._script_loaded = True
+        return str(self._upsert.sha)
 
     def remove(self, keyed_posts: Iterable[tuple[str, Sequence[int]]]) -> None:
         """Remove posts from feeds, pipelined (a prefix stays a prefix)."""

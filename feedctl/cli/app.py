@@ -7,7 +7,19 @@ from pathlib import Path
 import typer
 
 from feedctl import __version__
-from feedctl.cli import cache, demo, fanout, feed, migrate, rank, rebuild, seed, services
+from feedctl.cli import (
+    cache,
+    demo,
+    fanout,
+    feed,
+    jobs,
+    migrate,
+    rank,
+    rebuild,
+    seed,
+    services,
+    status,
+)
 from feedctl.cli.state import CliState
 
 app = typer.Typer(
@@ -57,10 +69,12 @@ app.add_typer(rank.app, name="rank")
 app.add_typer(cache.app, name="cache")
 app.add_typer(feed.app, name="feed")
 app.add_typer(services.app, name="services")
+app.add_typer(jobs.app, name="jobs")
 app.command("fanout")(fanout.fanout)
 app.command("rebuild")(rebuild.rebuild)
 app.command("seed")(seed.seed)
 app.command("demo")(demo.demo)
+app.command("status")(status.status)
 
 
 def main() -> None:

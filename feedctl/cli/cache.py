@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from feedctl import metrics
 from feedctl.cli.reports import render_counts
 from feedctl.cli.state import handle_errors, state_of, stdout
 from feedctl.context import Context
@@ -57,7 +58,8 @@ def warm(
     if sum([active_since is not None, users is not None, community is not None]) > 1:
         raise BadInputError("give only one of --active-since, --users and --community")
     state = state_of(ctx)
-    with state.context() as context:
+    measured = metrics.pushed(state.settings, "warm", "cache warm", state.notice)
+    with measured as record, state.context() as context:
         if community is not None:
             with state.progress("warming (feeds)") as advance:
                 report = cache_ops.warm_community(
@@ -69,6 +71,7 @@ def warm(
                 report = cache_ops.warm(
                     context, "user", targets.ids, force=force, dry_run=dry_run, progress=advance
                 )
+        record.report(report)
     title = "cache warm" + (" (DRY RUN)" if dry_run else "")
     state.emit(dataclasses.asdict(report), lambda: render_counts(title, report))
     if report.redis_failures:
@@ -80,13 +83,18 @@ def warm(
 def repair(ctx: typer.Context) -> None:
     """Rewrite every feed marked for repair (after Redis missed writes) from PostgreSQL.
 
-    Cached copies are swapped in atomically; a marked feed that is not cached needs no
-    repair (a read or a warm fills it) and is only unmarked. Exit 3 when Redis failed again
-    (the marks stay for the next run).
+    Each feed is swapped in atomically. Exit 3 when Redis failed again (the marks stay for
+    the next run).
     """
     state = state_of(ctx)
-    with state.context() as context, state.progress("repairing (feeds)") as advance:
+    measured = metrics.pushed(state.settings, "repair", "cache repair", state.notice)
+    with (
+        measured as record,
+        state.context() as context,
+        state.progress("repairing (feeds)") as advance,
+    ):
         report = cache_ops.repair(context, progress=advance)
+        record.report(report)
     state.emit(dataclasses.asdict(report), lambda: render_counts("cache repair", report))
     if report.redis_failures:
         raise typer.Exit(EXIT_PARTIAL)
@@ -109,8 +117,14 @@ def verify(
     are not reported. Exit 3 when any mismatch remains.
     """
     state = state_of(ctx)
-    with state.context() as context, state.progress("sampling (keys)") as advance:
+    measured = metrics.pushed(state.settings, "verify", "cache verify", state.notice)
+    with (
+        measured as record,
+        state.context() as context,
+        state.progress("sampling (keys)") as advance,
+    ):
         report = cache_verify.verify(context, sample, mark=mark, seed=seed, progress=advance)
+        record.report(report)
     state.emit(dataclasses.asdict(report), lambda: _render_verify(report))
     if report.mismatches:
         raise typer.Exit(EXIT_PARTIAL)
@@ -156,11 +170,13 @@ def vacuum(
     freed.
     """
     state = state_of(ctx)
-    with state.context() as context:
+    measured = metrics.pushed(state.settings, "vacuum", "cache vacuum", state.notice)
+    with measured as record, state.context() as context:
         window = inactive_for or f"{context.settings.active_window_days}d"
         with state.progress("vacuuming (keys)") as advance:
             report = cache_vacuum.vacuum(
                 context, parse_duration(window), dry_run=dry_run, progress=advance
             )
+        record.report(report)
     title = "cache vacuum" + (" (DRY RUN)" if dry_run else "")
     state.emit(dataclasses.asdict(report), lambda: render_counts(title, report))

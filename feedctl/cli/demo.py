@@ -7,6 +7,7 @@ import dataclasses
 import typer
 from rich.table import Table
 
+from feedctl.cli.reports import render_page
 from feedctl.cli.state import handle_errors, state_of, stdout
 from feedctl.pipelines.demo import DemoReport, run_demo
 from feedctl.synth import SeedSpec
@@ -20,8 +21,11 @@ def _render(report: DemoReport) -> None:
             f"{report.seeded.users} users, {report.seeded.communities} "
             f"communities, {report.seeded.posts} posts",
         )
+    fanned = report.fanout
     summary.add_row(
-        "fan-out", f"{report.fanout.events} events, {report.fanout.entries_written} entries written"
+        "fan-out",
+        f"{fanned.events} events, {fanned.entries_written} entries written, "
+        f"{fanned.feeds_warmed} active users' feeds cached",
     )
     summary.add_row("rank", f"{report.rank.posts_rescored} posts rescored")
     summary.add_row(
@@ -31,23 +35,7 @@ def _render(report: DemoReport) -> None:
     if report.page is None:
         stdout.print("no active user has a feed yet")
         return
-    table = Table(
-        "post",
-        "community",
-        "author",
-        "created at",
-        "score",
-        title=f"feed of user {report.user_id} ({report.page.source})",
-    )
-    for item in report.page.items:
-        table.add_row(
-            str(item.post_id),
-            str(item.community_id),
-            str(item.author_id),
-            item.created_at.strftime("%Y-%m-%d %H:%M"),
-            f"{item.score:.4f}",
-        )
-    stdout.print(table)
+    render_page(f"feed of user {report.user_id}", report.page)
 
 
 @handle_errors

@@ -7,6 +7,7 @@ import threading
 
 import typer
 
+from feedctl import metrics
 from feedctl.cli.reports import render_counts
 from feedctl.cli.state import handle_errors, state_of, stop_on_signals
 from feedctl.errors import EXIT_PARTIAL
@@ -43,7 +44,8 @@ def fanout(
     """
     state = state_of(ctx)
     stop = threading.Event()
-    with state.context() as context, stop_on_signals(stop):
+    measured = metrics.pushed(state.settings, "fanout", "fanout", state.notice)
+    with measured as record, state.context() as context, stop_on_signals(stop):
         backlog, _ = measure_lag(context, consumer)
         total = None if follow else min(backlog, max_events or backlog)
         with state.progress("fan-out (events)", total=total) as bar:
@@ -66,6 +68,7 @@ def fanout(
                 poll_interval=poll_interval,
                 stop=stop,
             )
+            record.report(report)
     title = "fan-out" + (" (DRY RUN)" if dry_run else "")
     state.emit(dataclasses.asdict(report), lambda: render_counts(title, report))
     if report.redis_failures:

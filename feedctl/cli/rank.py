@@ -1,21 +1,43 @@
-"""`feedctl rank` and `feedctl rank explain`."""
+"""`feedctl rank`, `feedctl rank backfill` and `feedctl rank explain`."""
 
 from __future__ import annotations
 
 import dataclasses
+import threading
+from contextlib import ExitStack
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
+from feedctl import metrics
 from feedctl.cli.reports import render_counts
-from feedctl.cli.state import handle_errors, state_of, stdout
-from feedctl.errors import EXIT_PARTIAL
+from feedctl.cli.state import (
+    CliState,
+    ProgressHandle,
+    handle_errors,
+    state_of,
+    stdout,
+    stop_on_signals,
+)
+from feedctl.errors import EXIT_LOCKED, EXIT_PARTIAL, BadInputError
+from feedctl.pipelines.backfill import BackfillOptions, PhaseProgress, run_backfill
+from feedctl.pipelines.backfill_preview import PreviewOptions, preview_backfill
 from feedctl.pipelines.explain import explain_post
 from feedctl.pipelines.rank import RankReport, run_rank
-from feedctl.rank.heuristic import load_heuristic
+from feedctl.pipelines.shards import parse_shard
+from feedctl.rank.heuristic import Heuristic, load_heuristic
 
-app = typer.Typer(help="Recompute rank keys of posts and feeds.")
+app = typer.Typer(
+    help="Recompute rank keys of posts and feeds: nightly, or all of them (backfill)."
+)
+
+PHASE_LABELS = {
+    "waiting": "waiting (posts)",
+    "posts": "posts",
+    "communities": "communities",
+    "entries": "users",
+}
 
 
 @app.callback(invoke_without_command=True)
@@ -29,27 +51,177 @@ def rank(
         False, "--all", help="Rescore every post, not only those whose inputs changed."
     ),
 ) -> None:
-    """Rescore posts whose reactions, comments, author reputation or heuristic version changed.
+    """Rescore posts whose reactions, comments or author reputation changed (the nightly job).
 
     New scores go to post_score and feed_entry in PostgreSQL, then to cached feeds in Redis.
-    Exit 3 when some Redis writes failed (those feeds are marked for repair).
+    The heuristic must be the version the stored scores follow: a new version is a
+    `feedctl rank backfill`. SIGTERM or Ctrl-C stops after the current chunk (exit 75).
+    Exit 3 when some Redis writes failed (those feeds are marked for repair), 75 when a
+    backfill shard or another rank run holds the lock.
     """
     if ctx.invoked_subcommand is not None:
         return
     state = state_of(ctx)
     chosen = load_heuristic(heuristic or state.settings.heuristic)
-    with state.context() as context, state.progress("rank (posts)") as advance:
+    stop = threading.Event()
+    with (
+        metrics.pushed(state.settings, "rank", "rank", state.notice) as record,
+        state.context() as context,
+        stop_on_signals(stop),
+        state.progress("rank (posts)") as advance,
+    ):
         context.heuristic = chosen
         seen = [0]
 
         def on_chunk(report: RankReport) -> None:
             advance(report.posts_rescored - seen[0])
             seen[0] = report.posts_rescored
+            advance.status(f"{report.entries_updated:,} entries updated")
 
-        report = run_rank(context, everything=everything, progress=on_chunk)
+        report = run_rank(context, everything=everything, progress=on_chunk, stop=stop)
+        record.report(report)
     state.emit(dataclasses.asdict(report), lambda: render_counts("rank", report))
+    if report.stopped:
+        state.notice("stopped before every changed post was rescored: run it again")
+        raise typer.Exit(EXIT_LOCKED)
     if report.redis_failures:
         raise typer.Exit(EXIT_PARTIAL)
+
+
+class PhaseBars:
+    """One progress bar per backfill phase, each with its own count, rate and ETA."""
+
+    def __init__(self, state: CliState) -> None:
+        self.state = state
+        self.stack = ExitStack()
+        self.phase: str | None = None
+        self.bar: ProgressHandle | None = None
+        self.seen = 0
+
+    def show(self, phase: str, done: int, total: int | None, status: str) -> None:
+        if phase != self.phase or self.bar is None:
+            self.stack.close()
+            self.stack = ExitStack()
+            self.bar = self.stack.enter_context(self.state.progress(PHASE_LABELS[phase], total))
+            self.phase, self.seen = phase, 0
+        self.bar(done - self.seen)
+        self.seen = done
+        self.bar.status(status, total)
+
+    def close(self) -> None:
+        self.stack.close()
+
+
+def _status(event: PhaseProgress) -> str:
+    report = event.report
+    if event.phase == "entries":
+        return f"{report.entries_updated:,} entries"
+    return ""
+
+
+@app.command("backfill")
+@handle_errors
+def backfill(
+    ctx: typer.Context,
+    heuristic: Path | None = typer.Option(
+        None, "--heuristic", help="The new heuristic TOML file (optional with --resume)."
+    ),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue the unfinished backfill where it stopped."
+    ),
+    replace: bool = typer.Option(
+        False, "--replace", help="Abandon an unfinished backfill and start this one instead."
+    ),
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="Report how many scores and entries would change and how far feeds' tops "
+        "would move; write nothing.",
+    ),
+    shard: str = typer.Option(
+        "0/1", "--shard", help="Do shard i of N: the users with user_id mod N = i (e.g. 2/8)."
+    ),
+    rate_limit: float | None = typer.Option(
+        None,
+        "--rate-limit",
+        help="Write at most this many rows per second (read, with --dry-run).",
+    ),
+    chunk_rows: int = typer.Option(
+        20_000, "--chunk-rows", help="Feed entries per transaction, about (sets peak memory)."
+    ),
+    sample_feeds: int = typer.Option(
+        200, "--sample-feeds", help="With --dry-run: feeds whose top items are compared."
+    ),
+    top: int = typer.Option(20, "--top", help="With --dry-run: how many top items to compare."),
+) -> None:
+    """Recompute every score under a new heuristic version, in checkpointed chunks.
+
+    Rescores post_score once, rewrites cached community feeds, then syncs the feed entries
+    of this shard's users chunk by chunk and rewrites their cached feeds. Stop it at any
+    point (SIGTERM, Ctrl-C, even SIGKILL) and run it again with --resume. Exit 0 when this
+    shard is done, 3 when some Redis writes failed (marked for repair), 75 when stopped
+    early (resume it) or when the nightly rank or the same shard is running.
+    """
+    state = state_of(ctx)
+    chosen = load_heuristic(heuristic) if heuristic else None
+    target = parse_shard(shard)
+    if dry_run:
+        if chosen is None or resume or replace:
+            raise BadInputError(
+                "--dry-run needs --heuristic FILE (and neither --resume nor --replace)"
+            )
+        options = PreviewOptions(target, sample_feeds, top, rate_limit, chunk_rows)
+        _preview(state, chosen, options)
+        return
+    run_options = BackfillOptions(target, resume, replace, rate_limit, chunk_rows)
+    stop = threading.Event()
+    bars = PhaseBars(state)
+    try:
+        with state.context() as context, stop_on_signals(stop):
+            report = run_backfill(
+                context,
+                chosen,
+                run_options,
+                stop=stop,
+                progress=lambda e: bars.show(e.phase, e.done, e.total, _status(e)),
+            )
+    finally:
+        bars.close()
+    state.emit(dataclasses.asdict(report), lambda: render_counts("rank backfill", report))
+    if report.stopped:
+        state.notice(
+            f"stopped before shard {report.shard} was done: run `feedctl rank backfill "
+            f"--resume --shard {report.shard}` to continue"
+        )
+        raise typer.Exit(EXIT_LOCKED)
+    if not report.backfill_done:
+        state.notice(
+            f"shard {report.shard} is done; {report.shards_done} of {report.shard_count} "
+            "shards are: run the others to finish the backfill"
+        )
+    if report.redis_failures:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+def _preview(state: CliState, heuristic: Heuristic, options: PreviewOptions) -> None:
+    stop = threading.Event()
+    bars = PhaseBars(state)
+    try:
+        with state.context() as context, stop_on_signals(stop):
+            preview = preview_backfill(
+                context,
+                heuristic,
+                options,
+                stop=stop,
+                progress=lambda phase, done, total: bars.show(phase, done, total, ""),
+            )
+    finally:
+        bars.close()
+    state.emit(
+        dataclasses.asdict(preview), lambda: render_counts("rank backfill (DRY RUN)", preview)
+    )
+    if preview.stopped:
+        raise typer.Exit(EXIT_LOCKED)
 
 
 @app.command("explain")

@@ -8,6 +8,7 @@ from typing import Any
 from rich.table import Table
 
 from feedctl.cli.state import stdout
+from feedctl.read.pages import FeedPage
 
 
 def render_counts(title: str, report: Any) -> None:
@@ -18,3 +19,18 @@ def render_counts(title: str, report: Any) -> None:
             continue
         table.add_row(field.name.replace("_", " "), str(getattr(report, field.name)))
     stdout.print(table)
+
+
+def render_page(title: str, page: FeedPage) -> None:
+    """A feed page as a table, then where the next page starts."""
+    table = Table("post", "community", "author", "created at", "score", title=title)
+    for item in page.items:
+        table.add_row(
+            str(item.post_id),
+            str(item.community_id),
+            str(item.author_id),
+            item.created_at.strftime("%Y-%m-%d %H:%M"),
+            f"{item.score:.4f}",
+        )
+    stdout.print(table)
+    stdout.print(f"next cursor: {page.next_cursor or '(end of feed)'}  [dim]({page.source})[/dim]")

@@ -296,11 +296,10 @@ def existing_users(conn: psycopg.Connection[Any], ids: Sequence[int]) -> list[in
 
 
 def repair(ctx: Context, *, progress: Progress | None = None) -> CacheReport:
-    """Rewrite the cached copy of every feed marked for repair from PostgreSQL, then unmark it.
+    """Rewrite every feed marked for repair from PostgreSQL (each swapped in atomically),
+    then unmark it.
 
-    A marked feed that is not cached has nothing stale to heal (a read or a warm fills it
-    from PostgreSQL): it is unmarked and counted as skipped. A mark set after the repair
-    read PostgreSQL stays, so a miss during repair is not lost.
+    A mark set after the repair read PostgreSQL stays, so a miss during repair is not lost.
     """
     report = CacheReport()
     while True:
@@ -314,7 +313,7 @@ def repair(ctx: Context, *, progress: Progress | None = None) -> CacheReport:
             if ids:
                 report.feeds_considered += len(ids)
                 tops = load_tops(ctx.conn, kind, ids, ctx.cap)
-                write_cached_tops(ctx, tops, report, "repair failed")
+                write_tops(ctx, tops, report, "repair failed")
         if report.redis_failures > failures_before:
             return report
         with ctx.conn.transaction():

@@ -1,7 +1,8 @@
 """Fan-out: consume feed_events past a consumer's committed position into feeds.
 
 Each batch of events is applied to PostgreSQL and the position advanced in one
-transaction; cached feeds in Redis are written after the commit. A Redis write that
+transaction; cached feeds in Redis are written after the commit, by a stage that runs one
+batch behind on its own connection (feedctl.pipelines.fanout_cache). A Redis write that
 fails is counted and its feeds are marked for repair: PostgreSQL stays the truth.
 """
 
@@ -11,26 +12,23 @@ import contextlib
 import dataclasses
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
 from itertools import groupby
 from typing import Any
 
 import psycopg
+import psycopg.errors
 
-from feedctl.cache.client import REDIS_ERRORS
-from feedctl.cache.keys import FeedRef, community_feed, user_feed
 from feedctl.context import Context
 from feedctl.db.locks import advisory_lock
 from feedctl.db.sql_blocks import query
 from feedctl.faults import checkpoint
-from feedctl.pipelines import repair_marks
-from feedctl.pipelines.cache_ops import CacheReport, refresh_cached, write_tops
-from feedctl.pipelines.feed_source import load_tops, member_pages
+from feedctl.pipelines.fanout_cache import CacheStage, RedisWork, cache_stage, write_cache
 from feedctl.pipelines.scores import read_inputs, store_scores
 
 DEFAULT_CONSUMER = "default"
+# Entries one batch may write, at most (one post to a larger community is one batch).
+ENTRIES_PER_BATCH = 500_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,19 +61,6 @@ class FanoutReport:
     dry_run: bool = False
 
 
-@dataclasses.dataclass
-class RedisWork:
-    """Cache writes owed for one committed batch."""
-
-    created: dict[int, list[tuple[int, float]]] = dataclasses.field(
-        default_factory=lambda: defaultdict(list)
-    )  # community id -> [(post id, score)]
-    deleted: dict[int, list[int]] = dataclasses.field(
-        default_factory=lambda: defaultdict(list)
-    )  # community id -> [post id]
-    refresh: set[int] = dataclasses.field(default_factory=set)  # user ids
-
-
 Progress = Callable[[FanoutReport], None]
 
 
@@ -104,20 +89,34 @@ def run_fanout(
         conn.execute(query("ensure_consumer"), {"consumer": consumer})
         if not dry_run:
             _replay_pending_cache_writes(ctx, consumer, batch, report)
-        while not stop.is_set() and (max_events is None or report.events < max_events):
-            limit = batch if max_events is None else min(batch, max_events - report.events)
-            if _run_batch(ctx, consumer, limit, report):
+        with _cache_side(ctx, consumer, report) as stage:
+            while not stop.is_set() and (max_events is None or report.events < max_events):
+                limit = batch if max_events is None else min(batch, max_events - report.events)
+                committed = _run_batch(ctx, consumer, limit, report)
+                if committed is not None:
+                    if stage is not None:
+                        stage.submit(*committed)
+                    if progress:
+                        progress(report)
+                    continue
+                if not follow:
+                    break
+                _measure_lag(conn, consumer, report)
                 if progress:
                     progress(report)
-                continue
-            if not follow:
-                break
-            _measure_lag(conn, consumer, report)
-            if progress:
-                progress(report)
-            stop.wait(poll_interval)
+                stop.wait(poll_interval)
         _measure_lag(conn, consumer, report)
     return report
+
+
+@contextlib.contextmanager
+def _cache_side(ctx: Context, consumer: str, report: FanoutReport) -> Iterator[CacheStage | None]:
+    """The stage that writes Redis alongside; none in a dry run (nothing is written)."""
+    if report.dry_run:
+        yield None
+        return
+    with cache_stage(ctx, consumer, report) as stage:
+        yield stage
 
 
 def measure_lag(ctx: Context, consumer: str = DEFAULT_CONSUMER) -> tuple[int, float]:
@@ -128,8 +127,11 @@ def measure_lag(ctx: Context, consumer: str = DEFAULT_CONSUMER) -> tuple[int, fl
     return report.lag_events, report.lag_seconds or 0.0
 
 
-def _run_batch(ctx: Context, consumer: str, limit: int, report: FanoutReport) -> bool:
-    """One batch: PostgreSQL in one transaction, then Redis. False when nothing was ready."""
+def _run_batch(
+    ctx: Context, consumer: str, limit: int, report: FanoutReport
+) -> tuple[RedisWork, str, int] | None:
+    """One batch in one PostgreSQL transaction; returns the cache work it calls for and
+    the position it committed, or None when no event was ready."""
     conn = ctx.conn
     started = time.perf_counter()
     with conn.transaction():
@@ -138,7 +140,8 @@ def _run_batch(ctx: Context, consumer: str, limit: int, report: FanoutReport) ->
             conn, "next_events", {"txid": position[0], "event_id": position[1]}, limit
         )
         if not events:
-            return False
+            return None
+        events = _bounded(conn, events, ctx.cap)
         checkpoint("fanout.after_read")
         work = _apply(ctx, events, report)
         checkpoint("fanout.after_write")
@@ -147,15 +150,10 @@ def _run_batch(ctx: Context, consumer: str, limit: int, report: FanoutReport) ->
             params = {"consumer": consumer, "txid": position[0], "event_id": position[1]}
             conn.execute(query("open_cache_pending"), params)
     checkpoint("fanout.after_commit")
-    committed = time.perf_counter()
-    report.seconds_database += committed - started
+    report.seconds_database += time.perf_counter() - started
     report.events += len(events)
     report.batches += 1
-    if not report.dry_run:
-        _write_cache(ctx, work, report)
-        conn.execute(query("close_cache_pending"), {"consumer": consumer})
-        report.seconds_cache += time.perf_counter() - committed
-    return True
+    return work, events[-1].txid, events[-1].id
 
 
 def _replay_pending_cache_writes(
@@ -175,7 +173,7 @@ def _replay_pending_cache_writes(
         events = _read_events(ctx.conn, "events_in_range", params, batch)
         if not events:
             break
-        _write_cache(ctx, _work_of(ctx, events), report)
+        write_cache(ctx, _work_of(ctx, events), report)
         after = (events[-1].txid, events[-1].id)
     ctx.conn.execute(query("close_cache_pending"), {"consumer": consumer})
     report.cache_batches_replayed += 1
@@ -204,6 +202,19 @@ def _dry_run_scope(conn: psycopg.Connection[Any], dry_run: bool) -> Iterator[Non
         return
     with conn.transaction(force_rollback=True):
         yield
+
+
+def _bounded(conn: psycopg.Connection[Any], events: list[Event], cap: int) -> list[Event]:
+    """The longest head of `events` whose estimated entries stay within ENTRIES_PER_BATCH
+    (at least one event), so that a transaction's size does not grow with communities."""
+    communities = sorted({e.community_id for e in events if e.kind == "post_created"})
+    sizes = dict(conn.execute(query("community_sizes"), {"ids": communities}).fetchall())
+    total = 0
+    for index, event in enumerate(events):
+        total += sizes.get(event.community_id, 0) if event.kind == "post_created" else cap
+        if total > ENTRIES_PER_BATCH and index > 0:
+            return events[:index]
+    return events
 
 
 def _position(conn: psycopg.Connection[Any], consumer: str) -> tuple[str, int]:
@@ -237,14 +248,33 @@ def _apply(ctx: Context, events: list[Event], report: FanoutReport) -> RedisWork
 
 def _apply_created(ctx: Context, run: list[Event], report: FanoutReport, work: RedisWork) -> None:
     post_ids = sorted({e.post_id for e in run if e.post_id is not None})
+    seen = {row[0] for row in ctx.conn.execute(query("scored_post_ids"), {"post_ids": post_ids})}
     inputs = read_inputs(ctx.conn, post_ids)
     scored, _ = store_scores(ctx.conn, inputs, ctx.heuristic, update_entries=False)
     if scored.is_empty():
         return
-    written = ctx.conn.execute(query("fan_out_posts"), {"post_ids": post_ids}).rowcount
-    report.entries_written += written
+    report.entries_written += _insert_entries(ctx.conn, [p for p in post_ids if p not in seen])
+    report.entries_written += _insert_entries(ctx.conn, sorted(seen), may_exist=True)
     for post_id, community_id, score in scored.select("post_id", "community_id", "score").rows():
         work.created[community_id].append((post_id, score))
+
+
+def _insert_entries(
+    conn: psycopg.Connection[Any], post_ids: list[int], *, may_exist: bool = False
+) -> int:
+    """Entries for every member; a post never scored before cannot have any yet, so its
+    rows skip the conflict check (if one exists after all, the batch falls back to it)."""
+    if not post_ids:
+        return 0
+    conn.execute(query("raise_work_mem"))
+    params = {"post_ids": post_ids}
+    if may_exist:
+        return conn.execute(query("fan_out_posts"), params).rowcount
+    try:
+        with conn.transaction():
+            return conn.execute(query("fan_out_new_posts"), params).rowcount
+    except psycopg.errors.UniqueViolation:
+        return conn.execute(query("fan_out_posts"), params).rowcount
 
 
 def _apply_deleted(ctx: Context, run: list[Event], report: FanoutReport, work: RedisWork) -> None:
@@ -284,78 +314,6 @@ _APPLIERS: dict[str, Callable[[Context, list[Event], FanoutReport, RedisWork], N
     "member_joined": _apply_joined,
     "member_left": _apply_left,
 }
-
-
-class _CacheWriter:
-    """Writes one batch's cache changes; after the first Redis failure it only marks."""
-
-    def __init__(self, ctx: Context, report: FanoutReport) -> None:
-        self.ctx = ctx
-        self.report = report
-        self.redis_down = False
-        window = timedelta(days=ctx.settings.active_window_days)
-        self.active_since = datetime.now(UTC) - window
-
-    def upsert(self, feeds: list[FeedRef], posts: list[tuple[int, float]]) -> None:
-        if not self.redis_down:
-            try:
-                cached = self.ctx.cache.upsert((f.key(self.ctx.prefix), posts) for f in feeds)
-                checkpoint("fanout.mid_cache")
-                self._warm_active([f for f, hit in zip(feeds, cached, strict=True) if not hit])
-                return
-            except REDIS_ERRORS:
-                self.redis_down = True
-        self._mark(feeds, len(feeds) * len(posts))
-
-    def _warm_active(self, uncached: list[FeedRef]) -> None:
-        """Users active within the window get their whole feed cached; others stay cold."""
-        ids = [f.id for f in uncached if f.kind == "user"]
-        if not ids or self.ctx.settings.active_window_days == 0:
-            return
-        params = {"ids": ids, "since": self.active_since}
-        active = [row[0] for row in self.ctx.conn.execute(query("active_among"), params)]
-        if active:
-            warmed = CacheReport()
-            write_tops(
-                self.ctx,
-                load_tops(self.ctx.conn, "user", active, self.ctx.cap),
-                warmed,
-                "fan-out warm failed",
-            )
-            self.report.feeds_warmed += warmed.feeds_written
-            self.report.redis_failures += warmed.redis_failures
-            self.report.feeds_marked_for_repair += warmed.redis_failures
-
-    def remove(self, feeds: list[FeedRef], post_ids: list[int]) -> None:
-        if not self.redis_down:
-            try:
-                self.ctx.cache.remove((f.key(self.ctx.prefix), post_ids) for f in feeds)
-                return
-            except REDIS_ERRORS:
-                self.redis_down = True
-        self._mark(feeds, len(feeds) * len(post_ids))
-
-    def _mark(self, feeds: list[FeedRef], entries: int) -> None:
-        self.report.redis_failures += entries
-        self.report.feeds_marked_for_repair += len(feeds)
-        repair_marks.mark_feeds(self.ctx.conn, feeds, "fan-out write failed")
-
-
-def _write_cache(ctx: Context, work: RedisWork, report: FanoutReport) -> None:
-    writer = _CacheWriter(ctx, report)
-    for community_id, posts in work.created.items():
-        writer.upsert([community_feed(community_id)], posts)
-        for users in member_pages(ctx.conn, community_id):
-            writer.upsert([user_feed(u) for u in users], posts)
-    for community_id, post_ids in work.deleted.items():
-        writer.remove([community_feed(community_id)], post_ids)
-        for users in member_pages(ctx.conn, community_id):
-            writer.remove([user_feed(u) for u in users], post_ids)
-    if work.refresh:
-        refreshed = CacheReport()
-        refresh_cached(ctx, [user_feed(u) for u in sorted(work.refresh)], refreshed)
-        report.redis_failures += refreshed.redis_failures
-        report.feeds_marked_for_repair += refreshed.redis_failures
 
 
 def _measure_lag(conn: psycopg.Connection[Any], consumer: str, report: FanoutReport) -> None:

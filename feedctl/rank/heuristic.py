@@ -22,6 +22,10 @@ class Heuristic:
     comments_weight: float
     reputation_weight: float
 
+    def coefficients(self) -> dict[str, float]:
+        """Everything but the version: what a version name stands for."""
+        return {key: getattr(self, key) for key in _NUMBERS}
+
 
 _NUMBERS = ("half_life_hours", "reactions_weight", "comments_weight", "reputation_weight")
 
@@ -55,6 +59,11 @@ def parse_heuristic(raw: dict[str, Any], source: str) -> Heuristic:
         raise HeuristicError(f"{source}: version must be a non-empty string, got {version!r}")
     numbers = {key: _number(source, key, raw[key]) for key in _NUMBERS}
     return Heuristic(version=version.strip(), **numbers)
+
+
+def heuristic_from_record(version: str, coefficients: dict[str, Any], source: str) -> Heuristic:
+    """A heuristic stored in PostgreSQL (version and coefficients), validated again."""
+    return parse_heuristic({"version": version, **coefficients}, source)
 
 
 def load_heuristic(path: Path | None = None) -> Heuristic:

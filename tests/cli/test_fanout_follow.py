@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -13,6 +12,8 @@ from datetime import UTC, datetime
 import psycopg
 
 from feedctl.config import Settings
+
+from processes import feedctl_env
 
 
 def post(conn: psycopg.Connection[object], post_id: int) -> None:
@@ -50,13 +51,7 @@ def test_follow_consumes_new_events_and_stops_on_sigterm(settings: Settings) -> 
             "SELECT 1, g FROM generate_series(1, 30) g"
         )
         post(conn, 1)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDCTL_")}
-        env.update(
-            FEEDCTL_DATABASE_URL=settings.database_url or "",
-            FEEDCTL_REDIS_URL=settings.redis_url or "",
-            FEEDCTL_REDIS_KEY_PREFIX=settings.redis_key_prefix,
-            FEEDCTL_HOME=str(settings.home),
-        )
+        env = feedctl_env(settings)
         process = subprocess.Popen(
             [
                 sys.executable,

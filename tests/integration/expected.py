@@ -22,8 +22,14 @@ def default_coefficients() -> dict[str, Any]:
     return tomllib.loads(path.read_text())
 
 
-def expected_score(created_at: datetime, reactions: int, comments: int, reputation: float) -> float:
-    c = default_coefficients()
+def expected_score(
+    created_at: datetime,
+    reactions: int,
+    comments: int,
+    reputation: float,
+    coefficients: dict[str, Any] | None = None,
+) -> float:
+    c = coefficients or default_coefficients()
     reactions, comments = max(reactions, 0), max(comments, 0)
     reputation = reputation if reputation == reputation and reputation > 0 else 0.0
     hours = (created_at - EPOCH).total_seconds() / 3600.0
@@ -34,19 +40,23 @@ def expected_score(created_at: datetime, reactions: int, comments: int, reputati
     )
 
 
-def live_post_scores(conn: psycopg.Connection[Any]) -> dict[int, tuple[int, float]]:
+def live_post_scores(
+    conn: psycopg.Connection[Any], coefficients: dict[str, Any] | None = None
+) -> dict[int, tuple[int, float]]:
     """post id -> (community id, expected score) for every live post."""
     rows = conn.execute(
         "SELECT p.id, p.community_id, p.created_at, p.reactions_count, p.comments_count, "
         "coalesce(u.reputation, 0) FROM posts p LEFT JOIN users u ON u.id = p.author_id "
         "WHERE p.deleted_at IS NULL"
     ).fetchall()
-    return {r[0]: (r[1], expected_score(r[2], r[3], r[4], r[5])) for r in rows}
+    return {r[0]: (r[1], expected_score(r[2], r[3], r[4], r[5], coefficients)) for r in rows}
 
 
-def expected_user_feeds(conn: psycopg.Connection[Any]) -> dict[int, list[tuple[int, float]]]:
+def expected_user_feeds(
+    conn: psycopg.Connection[Any], coefficients: dict[str, Any] | None = None
+) -> dict[int, list[tuple[int, float]]]:
     """user id -> [(post id, score)] best first, for every user."""
-    posts = live_post_scores(conn)
+    posts = live_post_scores(conn, coefficients)
     by_community: dict[int, list[int]] = defaultdict(list)
     for post_id, (community_id, _) in posts.items():
         by_community[community_id].append(post_id)
@@ -59,9 +69,9 @@ def expected_user_feeds(conn: psycopg.Connection[Any]) -> dict[int, list[tuple[i
 
 
 def expected_community_feed(
-    conn: psycopg.Connection[Any], community_id: int
+    conn: psycopg.Connection[Any], community_id: int, coefficients: dict[str, Any] | None = None
 ) -> list[tuple[int, float]]:
-    posts = live_post_scores(conn)
+    posts = live_post_scores(conn, coefficients)
     return order([(p, s) for p, (c, s) in posts.items() if c == community_id])
 
 

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from feedctl.context import Context
-from feedctl.pipelines import cache_ops
+from feedctl.pipelines import cache_ops, fanout
 from feedctl.pipelines.fanout import run_fanout
 
 from expected import expected_user_feeds
@@ -155,3 +155,29 @@ def test_dry_run_writes_nothing_and_keeps_the_position(community: Context) -> No
     real = run_fanout(community)
     assert real.events == 1 and real.entries_written == 3
     assert 30 in feed_of(community, 1) and 30 in cached(community, 1)
+
+
+def test_an_entry_written_before_its_event_is_not_a_conflict(community: Context) -> None:
+    add_post(community.conn, 40, 1, hours_ago=0)
+    community.conn.execute(
+        "INSERT INTO feed_entry (user_id, post_id, community_id, author_id, score, created_at) "
+        "VALUES (2, 40, 1, 1, 0, now())"
+    )
+    report = run_fanout(community)
+    assert report.events == 1
+    assert report.entries_written == 2  # users 1 and 3; user 2 already had it
+    for user_id in (1, 2, 3):
+        assert feed_of(community, user_id).count(40) == 1
+
+
+def test_batches_are_bounded_by_entries_not_only_events(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fanout, "ENTRIES_PER_BATCH", 50)
+    add_community(ctx.conn, 7, list(range(100, 130)))  # 30 members
+    for post_id in range(200, 205):
+        add_post(ctx.conn, post_id, 7, hours_ago=1)
+    report = run_fanout(ctx, batch_size=100)
+    assert report.events == 5
+    assert report.batches == 5  # 30 entries each: a second post would pass 50
+    assert report.entries_written == 150

@@ -3,7 +3,6 @@ uninterrupted run: the same feed_entry rows and the same cached sorted sets."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -18,19 +17,13 @@ from feedctl.pipelines import cache_ops
 from feedctl.synth import SeedSpec, seed
 
 from expected import expected_user_feeds
+from processes import feedctl_env
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 
 def run_cli(settings: Settings, *args: str, kill_at: str | None = None) -> int:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDCTL_")}
-    env.update(
-        FEEDCTL_DATABASE_URL=settings.database_url or "",
-        FEEDCTL_REDIS_URL=settings.redis_url or "",
-        FEEDCTL_REDIS_KEY_PREFIX=settings.redis_key_prefix,
-        FEEDCTL_FEED_CAP=str(settings.feed_cap),
-        FEEDCTL_HOME=str(settings.home),
-    )
+    env = feedctl_env(settings)
     if kill_at:
         env[KILL_AT_ENV] = kill_at
     done = subprocess.run(

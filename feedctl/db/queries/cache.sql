@@ -254,10 +254,6 @@ UPDATE feed_rebuild_run SET finished_at = now(), updated_at = now() WHERE name =
 How many users have an id above a given one.
 SELECT count(*) FROM users WHERE id > %(after)s
 
--- count_active_users --
-How many users were active since a time.
-SELECT count(*) FROM users WHERE last_active_at >= %(since)s
-
 -- count_members --
 How many members a community has.
 SELECT count(*) FROM memberships WHERE community_id = %(community_id)s

@@ -59,23 +59,6 @@ SELECT p.id AS post_id, p.community_id, p.created_at, p.reactions_count, p.comme
 FROM posts p LEFT JOIN users u ON u.id = p.author_id
 WHERE p.id = ANY(%(post_ids)s) AND p.deleted_at IS NULL
 
--- changed_post_inputs --
-Live posts whose inputs or heuristic version differ from those their score was computed from.
-SELECT p.id AS post_id, p.community_id, p.created_at, p.reactions_count, p.comments_count,
-       coalesce(u.reputation, 0)::float8 AS reputation
-FROM posts p
-LEFT JOIN users u ON u.id = p.author_id
-LEFT JOIN post_score ps ON ps.post_id = p.id
-WHERE p.deleted_at IS NULL AND p.id > %(after)s
-  AND (%(everything)s OR ps.post_id IS NULL
-       OR ps.heuristic_version <> %(version)s
-       OR ps.reactions_count <> p.reactions_count
-       OR ps.comments_count <> p.comments_count
-       OR ps.reputation IS DISTINCT FROM coalesce(u.reputation, 0)::float8)
-  AND (%(include_unscored)s OR ps.post_id IS NOT NULL)
-ORDER BY p.id
-LIMIT %(limit)s
-
 -- create_score_stage --
 A temporary table that receives new scores by COPY.
 CREATE TEMP TABLE IF NOT EXISTS score_stage (
@@ -116,6 +99,24 @@ WHERE p.id = ANY(%(post_ids)s) AND p.deleted_at IS NULL
 ORDER BY m.user_id, p.id
 ON CONFLICT (user_id, post_id) DO NOTHING
 
+-- fan_out_new_posts --
+Entries for posts never fanned out before: none can exist, so no conflict check (30% faster).
+INSERT INTO feed_entry (user_id, post_id, community_id, author_id, score, created_at)
+SELECT m.user_id, p.id, p.community_id, p.author_id, ps.score, p.created_at
+FROM posts p
+JOIN post_score ps ON ps.post_id = p.id
+JOIN memberships m ON m.community_id = p.community_id
+WHERE p.id = ANY(%(post_ids)s) AND p.deleted_at IS NULL
+ORDER BY m.user_id, p.id
+
+-- scored_post_ids --
+Which of these posts already have a score (were fanned out or ranked before).
+SELECT post_id FROM post_score WHERE post_id = ANY(%(post_ids)s)
+
+-- raise_work_mem --
+Give the fan-out's sort room in memory for the rest of this transaction.
+SET LOCAL work_mem = '256MB'
+
 -- delete_post_entries --
 Remove deleted posts from every feed and from the community ranking.
 WITH gone AS (DELETE FROM feed_entry WHERE post_id = ANY(%(post_ids)s) RETURNING 1),
@@ -151,11 +152,6 @@ WHERE community_id = ANY(%(community_ids)s) ORDER BY community_id, user_id
 -- post_scores --
 Current scores and communities of posts.
 SELECT post_id, community_id, score FROM post_score WHERE post_id = ANY(%(post_ids)s)
-
--- entries_of_posts --
-Feed entries of some posts, grouped by user.
-SELECT user_id, post_id, score FROM feed_entry WHERE post_id = ANY(%(post_ids)s)
-ORDER BY user_id
 
 -- mark_for_repair --
 Remember that these feeds' caches missed a write.
@@ -222,14 +218,6 @@ SELECT EXISTS (SELECT 1 FROM users WHERE id = %(id)s)
 Whether a community exists.
 SELECT EXISTS (SELECT 1 FROM communities WHERE id = %(id)s)
 
--- post_explain_inputs --
-One post's scoring inputs and stored score, for rank explain.
-SELECT p.id AS post_id, p.community_id, p.created_at, p.reactions_count, p.comments_count,
-       coalesce(u.reputation, 0)::float8 AS reputation, p.deleted_at,
-       ps.score AS stored_score, ps.heuristic_version
-FROM posts p LEFT JOIN users u ON u.id = p.author_id LEFT JOIN post_score ps ON ps.post_id = p.id
-WHERE p.id = %(post_id)s
-
 -- database_now --
 The server's clock, outside any transaction's start time.
 SELECT clock_timestamp()
@@ -281,3 +269,13 @@ LIMIT %(limit)s
 -- active_among --
 Which of these users were active since a time.
 SELECT id FROM users WHERE id = ANY(%(ids)s) AND last_active_at >= %(since)s
+
+-- community_sizes --
+How many members each of these communities has.
+SELECT community_id, count(*) FROM memberships
+WHERE community_id = ANY(%(ids)s) GROUP BY community_id
+
+-- close_cache_pending_through --
+The cache has every write up to this position: clear the range unless a newer batch committed.
+UPDATE feed_offset_state SET cache_from_txid = NULL, cache_from_event_id = NULL
+WHERE consumer = %(consumer)s AND last_txid = %(txid)s::xid8 AND last_event_id = %(event_id)s

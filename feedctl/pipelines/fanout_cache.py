@@ -1,0 +1,182 @@
+"""Fan-out's cache side: the Redis writes a committed batch calls for, and a stage that
+does them on a second connection while PostgreSQL applies the next batch.
+
+A batch's stream range is recorded with its commit (`cache_from_*` in feed_offset_state)
+and cleared only once every committed batch's writes are done, so a run that dies with
+writes outstanding has them replayed by the next run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from feedctl.cache.client import REDIS_ERRORS
+from feedctl.cache.keys import FeedRef, community_feed, user_feed
+from feedctl.context import Context
+from feedctl.db.sql_blocks import query
+from feedctl.faults import checkpoint
+from feedctl.pipelines import repair_marks
+from feedctl.pipelines.cache_ops import CacheReport, refresh_cached, write_tops
+from feedctl.pipelines.feed_source import load_tops, member_pages
+
+
+class CacheTally(Protocol):
+    """The counters the cache side adds to (FanoutReport has them)."""
+
+    redis_failures: int
+    feeds_marked_for_repair: int
+    feeds_warmed: int
+    seconds_cache: float
+
+
+@dataclasses.dataclass
+class RedisWork:
+    """Cache writes owed for one committed batch."""
+
+    created: dict[int, list[tuple[int, float]]] = dataclasses.field(
+        default_factory=lambda: defaultdict(list)
+    )  # community id -> [(post id, score)]
+    deleted: dict[int, list[int]] = dataclasses.field(
+        default_factory=lambda: defaultdict(list)
+    )  # community id -> [post id]
+    refresh: set[int] = dataclasses.field(default_factory=set)  # user ids
+
+
+class CacheWriter:
+    """Writes one batch's cache changes; after the first Redis failure it only marks."""
+
+    def __init__(self, ctx: Context, report: CacheTally) -> None:
+        self.ctx = ctx
+        self.report = report
+        self.redis_down = False
+        window = timedelta(days=ctx.settings.active_window_days)
+        self.active_since = datetime.now(UTC) - window
+
+    def upsert(self, feeds: list[FeedRef], posts: list[tuple[int, float]]) -> None:
+        if not self.redis_down:
+            try:
+                keys = [f.key(self.ctx.prefix) for f in feeds]
+                cached = self.ctx.cache.upsert_same(keys, posts)
+                checkpoint("fanout.mid_cache")
+                self._warm_active([f for f, hit in zip(feeds, cached, strict=True) if not hit])
+                return
+            except REDIS_ERRORS:
+                self.redis_down = True
+        self._mark(feeds, len(feeds) * len(posts))
+
+    def _warm_active(self, uncached: list[FeedRef]) -> None:
+        """Users active within the window get their whole feed cached; others stay cold."""
+        ids = [f.id for f in uncached if f.kind == "user"]
+        if not ids or self.ctx.settings.active_window_days == 0:
+            return
+        params = {"ids": ids, "since": self.active_since}
+        active = [row[0] for row in self.ctx.conn.execute(query("active_among"), params)]
+        if active:
+            warmed = CacheReport()
+            write_tops(
+                self.ctx,
+                load_tops(self.ctx.conn, "user", active, self.ctx.cap),
+                warmed,
+                "fan-out warm failed",
+            )
+            self.report.feeds_warmed += warmed.feeds_written
+            self.report.redis_failures += warmed.redis_failures
+            self.report.feeds_marked_for_repair += warmed.redis_failures
+
+    def remove(self, feeds: list[FeedRef], post_ids: list[int]) -> None:
+        if not self.redis_down:
+            try:
+                self.ctx.cache.remove((f.key(self.ctx.prefix), post_ids) for f in feeds)
+                return
+            except REDIS_ERRORS:
+                self.redis_down = True
+        self._mark(feeds, len(feeds) * len(post_ids))
+
+    def _mark(self, feeds: list[FeedRef], entries: int) -> None:
+        self.report.redis_failures += entries
+        self.report.feeds_marked_for_repair += len(feeds)
+        repair_marks.mark_feeds(self.ctx.conn, feeds, "fan-out write failed")
+
+
+def write_cache(ctx: Context, work: RedisWork, report: CacheTally) -> None:
+    """Apply one batch's cache writes (Redis failures are counted and marked)."""
+    writer = CacheWriter(ctx, report)
+    for community_id, posts in work.created.items():
+        writer.upsert([community_feed(community_id)], posts)
+        for users in member_pages(ctx.conn, community_id):
+            writer.upsert([user_feed(u) for u in users], posts)
+    for community_id, post_ids in work.deleted.items():
+        writer.remove([community_feed(community_id)], post_ids)
+        for users in member_pages(ctx.conn, community_id):
+            writer.remove([user_feed(u) for u in users], post_ids)
+    if work.refresh:
+        refreshed = CacheReport()
+        refresh_cached(ctx, [user_feed(u) for u in sorted(work.refresh)], refreshed)
+        report.redis_failures += refreshed.redis_failures
+        report.feeds_marked_for_repair += refreshed.redis_failures
+
+
+@dataclasses.dataclass(frozen=True)
+class _Committed:
+    work: RedisWork
+    txid: str  # the position the batch advanced to
+    event_id: int
+
+
+class CacheStage:
+    """Writes committed batches to Redis on its own thread and PostgreSQL connection, one
+    batch behind the database side; `submit` waits while a batch is still queued, so memory
+    holds at most two batches' work."""
+
+    def __init__(self, ctx: Context, consumer: str, report: CacheTally) -> None:
+        self.ctx = ctx
+        self.consumer = consumer
+        self.report = report
+        self.queue: queue.Queue[_Committed | None] = queue.Queue(maxsize=1)
+        self.error: BaseException | None = None
+
+    def submit(self, work: RedisWork, txid: str, event_id: int) -> None:
+        self.raise_failure()
+        self.queue.put(_Committed(work, txid, event_id))
+
+    def raise_failure(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def _run(self, ctx: Context) -> None:
+        while (item := self.queue.get()) is not None:
+            if self.error is not None:
+                continue  # drain: the database side stops at its next submit
+            try:
+                started = time.perf_counter()
+                write_cache(ctx, item.work, self.report)
+                params = {"consumer": self.consumer, "txid": item.txid, "event_id": item.event_id}
+                ctx.conn.execute(query("close_cache_pending_through"), params)
+                self.report.seconds_cache += time.perf_counter() - started
+            except BaseException as exc:  # handed to the database side, raised there
+                self.error = exc
+
+
+@contextmanager
+def cache_stage(ctx: Context, consumer: str, report: CacheTally) -> Iterator[CacheStage]:
+    """A running CacheStage; leaving the block waits for every submitted batch."""
+    with ctx.second_connection() as conn:
+        stage = CacheStage(ctx, consumer, report)
+        worker = threading.Thread(
+            target=stage._run, args=(dataclasses.replace(ctx, conn=conn),), daemon=True
+        )
+        worker.start()
+        try:
+            yield stage
+        finally:
+            stage.queue.put(None)
+            worker.join()
+    stage.raise_failure()

@@ -1,0 +1,185 @@
+"""The commands a job can run, mapped to the library functions the CLI commands call.
+
+Each command accepts the same flags as its CLI command (a test holds them to it), parsed
+from the job file. A run stops at a batch boundary once its time is up or a stop is asked
+for: fan-out through its `stop` event, the others by raising from their progress callback,
+which they call only once a chunk is committed to PostgreSQL and written to Redis.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from feedctl.context import Context
+from feedctl.durations import parse_duration
+from feedctl.errors import BadInputError
+from feedctl.pipelines import cache_ops
+from feedctl.pipelines.fanout import DEFAULT_CONSUMER, FanoutReport, run_fanout
+from feedctl.pipelines.rank import RankReport, run_rank
+from feedctl.rank.heuristic import load_heuristic
+
+FlagKind = Literal["count", "text", "duration", "path", "switch"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Flag:
+    option: str
+    kind: FlagKind
+
+
+class RunInterrupted(Exception):
+    """A run stopped at a batch boundary; `counts` says what it had done by then."""
+
+    def __init__(self, counts: dict[str, Any]) -> None:
+        super().__init__("run interrupted")
+        self.counts = counts
+
+
+class RunGuard:
+    """Tells a run when to stop: its time is up, or `stop` was set (SIGTERM, Ctrl-C)."""
+
+    def __init__(self, timeout_seconds: float, stop: threading.Event) -> None:
+        self.deadline = time.monotonic() + timeout_seconds
+        self.stop = stop
+        self.timed_out = False
+
+    def due(self) -> bool:
+        """True once the run should stop; sets `stop` when the time is up."""
+        if not self.stop.is_set() and time.monotonic() >= self.deadline:
+            self.timed_out = True
+            self.stop.set()
+        return self.stop.is_set()
+
+    def checkpoint(self, counts: Callable[[], dict[str, Any]]) -> None:
+        """Call between batches: raise RunInterrupted when the run should stop."""
+        if self.due():
+            raise RunInterrupted(counts())
+
+
+Runner = Callable[[Context, Mapping[str, Any], RunGuard], Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class JobCommand:
+    flags: Mapping[str, Flag]
+    run: Runner | None  # None: this version of feedctl does not have the command yet
+    missing_reason: str = ""
+
+
+def _fanout(ctx: Context, options: Mapping[str, Any], guard: RunGuard) -> FanoutReport:
+    def on_batch(report: FanoutReport) -> None:
+        guard.due()  # sets the stop event: fan-out stops before its next batch
+
+    return run_fanout(
+        ctx,
+        consumer=options.get("consumer", DEFAULT_CONSUMER),
+        max_events=options.get("max_events"),
+        batch_size=options.get("batch_size"),
+        progress=on_batch,
+        stop=guard.stop,
+    )
+
+
+def _rank(ctx: Context, options: Mapping[str, Any], guard: RunGuard) -> RankReport:
+    if options.get("heuristic") is not None:
+        ctx.heuristic = load_heuristic(options["heuristic"])
+
+    def on_chunk(report: RankReport) -> None:
+        guard.checkpoint(lambda: dataclasses.asdict(report))
+
+    return run_rank(ctx, everything=options.get("everything", False), progress=on_chunk)
+
+
+def _counting(guard: RunGuard) -> Callable[[int], None]:
+    """A progress callback for the cache jobs, which report feeds done per chunk."""
+    done = [0]
+
+    def on_chunk(feeds: int) -> None:
+        done[0] += feeds
+        guard.checkpoint(lambda: {"feeds_considered": done[0]})
+
+    return on_chunk
+
+
+def _warm(ctx: Context, options: Mapping[str, Any], guard: RunGuard) -> cache_ops.CacheReport:
+    window = options.get("active_since") or parse_duration(f"{ctx.settings.active_window_days}d")
+    targets = cache_ops.active_user_ids(ctx, window)
+    force = options.get("force", False)
+    return cache_ops.warm(ctx, "user", targets, force=force, progress=_counting(guard))
+
+
+def _repair(ctx: Context, options: Mapping[str, Any], guard: RunGuard) -> cache_ops.CacheReport:
+    return cache_ops.repair(ctx, progress=_counting(guard))
+
+
+COMMANDS: dict[str, JobCommand] = {
+    "fanout": JobCommand(
+        flags={
+            "--max-events": Flag("max_events", "count"),
+            "--batch-size": Flag("batch_size", "count"),
+            "--consumer": Flag("consumer", "text"),
+        },
+        run=_fanout,
+    ),
+    "rank": JobCommand(
+        flags={"--all": Flag("everything", "switch"), "--heuristic": Flag("heuristic", "path")},
+        run=_rank,
+    ),
+    "cache warm": JobCommand(
+        flags={
+            "--active-since": Flag("active_since", "duration"),
+            "--force": Flag("force", "switch"),
+        },
+        run=_warm,
+    ),
+    "cache repair": JobCommand(flags={}, run=_repair),
+    "cache verify": JobCommand(
+        flags={},
+        run=None,
+        missing_reason="`feedctl cache verify` is not in this version of feedctl yet",
+    ),
+}
+
+
+def parse_flags(command: str, flags: Sequence[str]) -> dict[str, Any]:
+    """Parse a job's flags as its CLI command would: `--name value`, `--name=value`, switches."""
+    spec = COMMANDS[command].flags
+    options: dict[str, Any] = {}
+    items = list(flags)
+    while items:
+        token = items.pop(0)
+        name, has_value, value = token.partition("=")
+        flag = spec.get(name)
+        if flag is None:
+            known = ", ".join(spec) or "none"
+            raise BadInputError(f"flag {name!r} is not one `{command}` takes here ({known})")
+        if flag.kind == "switch":
+            if has_value:
+                raise BadInputError(f"flag {name} takes no value")
+            options[flag.option] = True
+            continue
+        if not has_value:
+            if not items:
+                raise BadInputError(f"flag {name} needs a value")
+            value = items.pop(0)
+        options[flag.option] = _flag_value(name, flag.kind, value)
+    return options
+
+
+def _flag_value(name: str, kind: FlagKind, value: str) -> Any:
+    if kind == "count":
+        if not (value.isascii() and value.isdigit()) or int(value) < 1:
+            raise BadInputError(f"flag {name} needs a whole number of at least 1, got {value!r}")
+        return int(value)
+    if kind == "duration":
+        return parse_duration(value)
+    if kind == "path":
+        return Path(value).expanduser()
+    if not value:
+        raise BadInputError(f"flag {name} needs a value")
+    return value
