@@ -103,6 +103,38 @@ COUNT_METRICS: dict[str, tuple[CountMetric, ...]] = {
             "Feeds the last repair run rewrote from PostgreSQL.",
         ),
     ),
+    "cache verify": (
+        CountMetric(
+            "feeds_compared",
+            "feedctl_verify_feeds_compared",
+            "Cached feeds the last verify run compared with PostgreSQL.",
+        ),
+        CountMetric(
+            "feeds_mismatched",
+            "feedctl_verify_feeds_mismatched",
+            "Cached feeds that still disagreed with PostgreSQL in the last verify run.",
+        ),
+        CountMetric(
+            "mismatches_found",
+            "feedctl_verify_mismatches",
+            "Mismatches (entries, scores, sentinels, keys) found by the last verify run.",
+        ),
+    ),
+    "cache vacuum": (
+        CountMetric(
+            "keys_dropped", "feedctl_vacuum_keys_dropped", "Keys the last vacuum run dropped."
+        ),
+        CountMetric(
+            "members_freed",
+            "feedctl_vacuum_members_freed",
+            "Sorted-set members the last vacuum run freed (dropped or trimmed).",
+        ),
+        CountMetric(
+            "bytes_freed",
+            "feedctl_vacuum_freed_bytes",
+            "Redis memory the last vacuum run freed, in bytes (MEMORY USAGE estimate).",
+        ),
+    ),
 }
 REDIS_FAILURES = CountMetric(
     "redis_failures",
@@ -275,7 +307,8 @@ def pushed(
         raise
     finally:
         if settings.pushgateway_url and not recorder.dry_run:
-            if exit_code == EXIT_OK and recorder.counts.get("redis_failures"):
+            partial = ("redis_failures", "mismatches_found")
+            if exit_code == EXIT_OK and any(recorder.counts.get(n) for n in partial):
                 exit_code = EXIT_PARTIAL
             run = RunMetrics(
                 job=job,

@@ -104,7 +104,9 @@ def repair(ctx: typer.Context) -> None:
 @handle_errors
 def verify(
     ctx: typer.Context,
-    sample: int = typer.Option(100, "--sample", help="How many random cached feeds to compare."),
+    sample: int = typer.Option(
+        cache_verify.DEFAULT_SAMPLE, "--sample", help="How many random cached feeds to compare."
+    ),
     mark: bool = typer.Option(
         False, "--mark", help="Mark the feeds that disagree for `feedctl cache repair`."
     ),

@@ -27,6 +27,7 @@ from feedctl.pipelines.feed_source import FeedTop, load_tops
 
 Progress = Callable[[int], None]
 SETTLE_SECONDS = 0.5
+DEFAULT_SAMPLE = 100
 COMPARE_CHUNK = 100  # feeds compared at once (each up to cap entries on either side)
 MAX_LISTED = 10_000  # mismatches kept in the report; all are counted
 _OWNER_QUERY = {"user": "existing_user_ids", "community": "existing_community_ids"}

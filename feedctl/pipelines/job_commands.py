@@ -18,7 +18,7 @@ from typing import Any, Literal
 from feedctl.context import Context
 from feedctl.durations import parse_duration
 from feedctl.errors import BadInputError
-from feedctl.pipelines import cache_ops
+from feedctl.pipelines import cache_ops, cache_vacuum, cache_verify
 from feedctl.pipelines.fanout import DEFAULT_CONSUMER, FanoutReport, run_fanout
 from feedctl.pipelines.rank import RankReport, run_rank
 from feedctl.rank.heuristic import load_heuristic
@@ -117,6 +117,20 @@ def _repair(ctx: Context, options: Mapping[str, Any], guard: RunGuard) -> cache_
     return cache_ops.repair(ctx, progress=_counting(guard))
 
 
+def _verify(ctx: Context, options: Mapping[str, Any], guard: RunGuard) -> cache_verify.VerifyReport:
+    return cache_verify.verify(
+        ctx,
+        options.get("sample", cache_verify.DEFAULT_SAMPLE),
+        mark=options.get("mark", False),
+        progress=_counting(guard),
+    )
+
+
+def _vacuum(ctx: Context, options: Mapping[str, Any], guard: RunGuard) -> cache_vacuum.VacuumReport:
+    window = options.get("inactive_for") or parse_duration(f"{ctx.settings.active_window_days}d")
+    return cache_vacuum.vacuum(ctx, window, progress=_counting(guard))
+
+
 COMMANDS: dict[str, JobCommand] = {
     "fanout": JobCommand(
         flags={
@@ -139,9 +153,11 @@ COMMANDS: dict[str, JobCommand] = {
     ),
     "cache repair": JobCommand(flags={}, run=_repair),
     "cache verify": JobCommand(
-        flags={},
-        run=None,
-        missing_reason="`feedctl cache verify` is not in this version of feedctl yet",
+        flags={"--sample": Flag("sample", "count"), "--mark": Flag("mark", "switch")},
+        run=_verify,
+    ),
+    "cache vacuum": JobCommand(
+        flags={"--inactive-for": Flag("inactive_for", "duration")}, run=_vacuum
     ),
 }
 

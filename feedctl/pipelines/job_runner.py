@@ -208,6 +208,14 @@ def _execute(settings: Settings, job: JobDefinition, run_id: int, stop: threadin
             counts,
             f"{counts['redis_failures']} Redis writes failed; their feeds are marked for repair",
         )
+    if counts.get("mismatches_found"):  # cache verify
+        return _Ending(
+            job_runs.PARTIAL,
+            EXIT_PARTIAL,
+            counts,
+            f"{counts['mismatches_found']} mismatches in {counts['feeds_mismatched']} cached "
+            "feeds (see the run's counts or `feedctl cache verify --json`)",
+        )
     return _Ending(job_runs.SUCCEEDED, EXIT_OK, counts)
 
 

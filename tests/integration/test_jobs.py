@@ -17,9 +17,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from feedctl.config import Settings
 from feedctl.context import Context
 from feedctl.errors import FeedctlError, LockedError
-from feedctl.pipelines import cache_ops
+from feedctl.pipelines import cache_ops, repair_marks
 from feedctl.pipelines.fanout import run_fanout
-from feedctl.pipelines.job_commands import parse_flags
+from feedctl.pipelines.job_commands import COMMANDS, JobCommand, parse_flags
 from feedctl.pipelines.job_definitions import JobDefinition
 from feedctl.pipelines.job_runner import run_job
 from feedctl.synth import SeedSpec, seed
@@ -267,6 +267,44 @@ def test_postgres_down_still_delivers_a_failure(settings: Settings, tmp_path: Pa
     assert "feedctl_job_last_success_timestamp_seconds" not in values
 
 
-def test_a_command_not_in_this_version_is_refused_before_anything(settings: Settings) -> None:
+def test_a_command_not_in_this_version_is_refused_before_anything(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    absent = JobCommand(flags={}, run=None, missing_reason="not in this version of feedctl yet")
+    monkeypatch.setitem(COMMANDS, "cache verify", absent)
     with pytest.raises(FeedctlError, match="not in this version of feedctl yet"):
         run_job(settings, job("verify", "cache verify"))
+
+
+def test_verify_job_marks_what_disagrees_and_ends_partial(
+    seeded: Context, settings: Settings, tmp_path: Path
+) -> None:
+    run_fanout(seeded)
+    users = list(cache_ops.all_user_ids(seeded.conn))
+    cache_ops.warm(seeded, "user", users)
+    verify = job("verify", "cache verify", ["--sample", "1000", "--mark"])
+    clean = run_job(settings, verify)
+    assert (clean.outcome, clean.exit_code) == ("succeeded", 0)
+    assert clean.counts["feeds_compared"] == len(users)
+    key = f"{settings.redis_key_prefix}feed:u:{users[0]}"
+    seeded.redis.zadd(key, {"999999999": 5000.0})  # a post that is not in the feed
+    textfile = tmp_path / "verify.prom"
+    dirty = run_job(settings, verify, metrics_textfile=textfile)
+    assert (dirty.outcome, dirty.exit_code) == ("partial", 3)
+    assert dirty.counts["feeds_mismatched"] == 1 and dirty.counts["mismatches_found"] >= 1
+    assert {(m["key"], m["kind"], m["post_id"]) for m in dirty.counts["mismatches"]} >= {
+        (key, "extra", 999999999)
+    }
+    assert repair_marks.count(seeded.conn) == 1
+    values = textfile_values(textfile)
+    assert values["feedctl_verify_mismatches"] == dirty.counts["mismatches_found"]
+
+
+def test_vacuum_job_drops_inactive_feeds(seeded: Context, settings: Settings) -> None:
+    run_fanout(seeded)
+    users = list(cache_ops.all_user_ids(seeded.conn))
+    cache_ops.warm(seeded, "user", users)
+    seeded.conn.execute("UPDATE users SET last_active_at = now() - interval '100 days'")
+    result = run_job(settings, job("vacuum", "cache vacuum", ["--inactive-for", "30d"]))
+    assert (result.outcome, result.exit_code) == ("succeeded", 0)
+    assert result.counts["inactive_feeds_dropped"] == result.counts["keys_scanned"] == len(users)
