@@ -68,6 +68,18 @@ def text_top_batches(
             ]
 
 
+def text_top(conn: psycopg.Connection[Any], feed: FeedRef, cap: int) -> TextTop:
+    """The top `cap` entries of one feed as text ready for Redis (one short transaction:
+    exact float text is set for it alone)."""
+    with conn.transaction():
+        conn.execute(query("exact_float_text"))
+        row = conn.execute(
+            query(_TEXT_TOPS_QUERY[feed.kind]), {"ids": [feed.id], "limit": cap + 1}
+        ).fetchone()
+    assert row is not None
+    return _text_top(feed.kind, row[0], row[1], row[2], cap)
+
+
 def _text_top(kind: FeedKind, feed_id: int, entries: int, text: str | None, cap: int) -> TextTop:
     if entries > cap:  # the query reads one entry past the cap to tell: drop it
         return TextTop(FeedRef(kind, feed_id), (text or "").rsplit(" ", 2)[0], cap, True)

@@ -25,7 +25,7 @@ from feedctl.cache.keys import FeedRef, community_feed, user_feed
 from feedctl.db.sql_blocks import query
 from feedctl.errors import BadInputError
 from feedctl.pipelines.cache_ops import require_community, require_user
-from feedctl.pipelines.feed_source import load_tops
+from feedctl.pipelines.feed_source import text_top
 from feedctl.read.cursor import (
     CURSOR_MAX_AGE,
     Pin,
@@ -223,9 +223,9 @@ class FeedReader:
 
     def _fill(self, feed: FeedRef) -> None:
         """Cache a feed that missed, best effort: a read never fails because Redis did."""
-        top = load_tops(self.conn, feed.kind, [feed.id], self.cache.cap)[0]
+        top = text_top(self.conn, feed, self.cache.cap)
         try:
-            self.cache.replace(feed.key(self.cache.prefix), top.entries, top.truncated)
+            self.cache.replace_text_many([(feed.key(self.cache.prefix), top.text, top.truncated)])
         except REDIS_ERRORS:
             return
 
