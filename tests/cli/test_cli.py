@@ -10,39 +10,9 @@ from typing import Any
 import psycopg
 import pytest
 import typer
-from typer.testing import CliRunner, Result
+from cli_runner import assert_clean_error, invoke
 
 from feedctl.cli.app import app
-
-runner = CliRunner()
-
-
-@pytest.fixture
-def base_args(
-    database_url: str, redis_server_url: str, redis_prefix: str, tmp_path: Path
-) -> list[str]:
-    config = tmp_path / "feedctl.toml"
-    config.write_text(f'redis_key_prefix = "{redis_prefix}"\nfeed_cap = 50\n')
-    return [
-        "--config",
-        str(config),
-        "--database-url",
-        database_url,
-        "--redis-url",
-        redis_server_url,
-    ]
-
-
-def invoke(args: list[str]) -> Result:
-    return runner.invoke(app, args, catch_exceptions=False)
-
-
-def assert_clean_error(result: Result, code: int, fragment: str) -> None:
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert fragment in lines[0]
 
 
 def walk(command: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:

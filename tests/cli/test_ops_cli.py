@@ -9,24 +9,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from typer.testing import CliRunner, Result
+from cli_runner import assert_clean_error, invoke
+from typer.testing import Result
 
-from feedctl.cli.app import app
 from feedctl.pipelines import job_runs
-
-runner = CliRunner()
-
-
-def invoke(args: list[str]) -> Result:
-    return runner.invoke(app, args, catch_exceptions=False)
-
-
-def one_error_line(result: Result, code: int, fragment: str) -> None:
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert fragment in lines[0], lines[0]
 
 
 def config_args(tmp_path: Path, database_url: str, redis_url: str, **extra: Any) -> list[str]:
@@ -62,12 +48,12 @@ def test_a_broken_job_file_is_one_clear_line(
     folder.mkdir()
     (folder / "fanout.toml").write_text('command = "fanout"\ntimeout = "soon"\nlock = "x"\n')
     args = config_args(tmp_path, database_url, redis_server_url, jobs_dir=str(folder))
-    one_error_line(invoke([*args, "jobs", "list"]), 2, "fanout.toml: duration 'soon'")
-    one_error_line(invoke([*args, "jobs", "run", "fanout"]), 2, "fanout.toml")
+    assert_clean_error(invoke([*args, "jobs", "list"]), 2, "fanout.toml: duration 'soon'")
+    assert_clean_error(invoke([*args, "jobs", "run", "fanout"]), 2, "fanout.toml")
 
 
 def test_unknown_jobs_are_clean_errors(base_args: list[str]) -> None:
-    one_error_line(invoke([*base_args, "jobs", "run", "nightly"]), 2, "no job named 'nightly'")
+    assert_clean_error(invoke([*base_args, "jobs", "run", "nightly"]), 2, "no job named 'nightly'")
 
 
 def test_verify_and_vacuum_jobs_run(base_args: list[str]) -> None:
@@ -103,7 +89,7 @@ def test_a_held_job_lock_exits_75_naming_the_run(base_args: list[str], database_
         assert job_runs.try_lock(holder, "feedctl.job.fanout")
         run = job_runs.start(holder, "fanout", "fanout", "feedctl.job.fanout", "web-7", 4242)
         result = invoke([*base_args, "jobs", "run", "fanout"])
-        one_error_line(result, 75, f"run {run.id} on web-7 (pid 4242)")
+        assert_clean_error(result, 75, f"run {run.id} on web-7 (pid 4242)")
         assert "job fanout is already running" in result.stderr
         count = holder.execute("SELECT count(*) FROM job_run").fetchone()
         assert count == (1,), "the refused run is not recorded"
@@ -161,4 +147,4 @@ def test_status_of_an_unmigrated_database(empty_database_url: str, redis_server_
 
 
 def test_status_rejects_a_bad_threshold(base_args: list[str]) -> None:
-    one_error_line(invoke([*base_args, "status", "--max-lag", "soon"]), 2, "duration 'soon'")
+    assert_clean_error(invoke([*base_args, "status", "--max-lag", "soon"]), 2, "duration 'soon'")

@@ -9,31 +9,17 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from typer.testing import CliRunner, Result
+from cli_runner import assert_clean_error, invoke
 
-from feedctl.cli.app import app
 from feedctl.config import Settings
 from feedctl.context import open_context
 from feedctl.pipelines.rank import run_rank
 from feedctl.synth import SeedSpec, seed
 
-runner = CliRunner()
 V2 = (
     'version = "v2"\nhalf_life_hours = 6.0\nreactions_weight = 2.0\ncomments_weight = 0.5\n'
     "reputation_weight = 1.0\n"
 )
-
-
-def invoke(args: list[str]) -> Result:
-    return runner.invoke(app, args, catch_exceptions=False)
-
-
-def assert_clean_error(result: Result, code: int, fragment: str) -> None:
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert fragment in lines[0]
 
 
 @pytest.fixture

@@ -12,31 +12,13 @@ from typing import Any
 import psycopg
 import pytest
 import redis
-from typer.testing import CliRunner, Result
+from cli_runner import assert_clean_error, invoke
 
 from feedctl.cache.keys import FeedRef
-from feedctl.cli.app import app
 from feedctl.config import Settings
 from feedctl.read.cursor import Pin, Position, encode_cursor
 
-runner = CliRunner()
 SECRET = Settings().cursor_secret
-
-
-@pytest.fixture
-def base_args(
-    database_url: str, redis_server_url: str, redis_prefix: str, tmp_path: Path
-) -> list[str]:
-    config = tmp_path / "feedctl.toml"
-    config.write_text(f'redis_key_prefix = "{redis_prefix}"\nfeed_cap = 50\n')
-    return [
-        "--config",
-        str(config),
-        "--database-url",
-        database_url,
-        "--redis-url",
-        redis_server_url,
-    ]
 
 
 @pytest.fixture
@@ -51,18 +33,6 @@ def seeded(base_args: list[str]) -> list[str]:
             return base_args
         time.sleep(0.05)
     raise AssertionError("events stayed behind a transaction open on the server")
-
-
-def invoke(args: list[str]) -> Result:
-    return runner.invoke(app, args, catch_exceptions=False)
-
-
-def assert_clean_error(result: Result, code: int, fragment: str) -> None:
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert fragment in lines[0], lines[0]
 
 
 def busiest_user(database_url: str) -> int:

@@ -7,9 +7,6 @@ expectation comes from tests/integration/expected.py: plain SQL and math.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,12 +15,12 @@ import pytest
 
 from feedctl.config import Settings
 from feedctl.context import Context
-from feedctl.faults import KILL_AT_ENV
 from feedctl.pipelines import cache_ops
 from feedctl.pipelines.rank import run_rank
 from feedctl.synth import SeedSpec, seed
 
 from expected import default_coefficients, expected_community_feed, expected_user_feeds
+from processes import run_feedctl
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 SPEC = SeedSpec(users=160, communities=5, posts=160, seed=5, now=NOW, join_events=False)
@@ -114,18 +111,4 @@ def assert_world(ctx: Context, coefficients: dict[str, Any] | None = None) -> No
 
 def run_cli(settings: Settings, *args: str, kill_at: str | None = None) -> int:
     """`python -m feedctl ARGS` against the test's servers; its exit code (-9: killed)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDCTL_")}
-    env.update(
-        FEEDCTL_DATABASE_URL=settings.database_url or "",
-        FEEDCTL_REDIS_URL=settings.redis_url or "",
-        FEEDCTL_REDIS_KEY_PREFIX=settings.redis_key_prefix,
-        FEEDCTL_FEED_CAP=str(settings.feed_cap),
-        FEEDCTL_BATCH_SIZE=str(settings.batch_size),
-        FEEDCTL_HOME=str(settings.home),
-    )
-    if kill_at:
-        env[KILL_AT_ENV] = kill_at
-    done = subprocess.run(
-        [sys.executable, "-m", "feedctl", *args], env=env, capture_output=True, timeout=120
-    )
-    return done.returncode
+    return run_feedctl(settings, *args, kill_at=kill_at).returncode

@@ -4,32 +4,23 @@ uninterrupted run: the same feed_entry rows and the same cached sorted sets."""
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 from datetime import UTC, datetime
 
 import pytest
 
 from feedctl.config import Settings
 from feedctl.context import Context
-from feedctl.faults import KILL_AT_ENV
 from feedctl.pipelines import cache_ops
 from feedctl.synth import SeedSpec, seed
 
 from expected import expected_user_feeds
-from processes import feedctl_env
+from processes import run_feedctl
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 
 def run_cli(settings: Settings, *args: str, kill_at: str | None = None) -> int:
-    env = feedctl_env(settings)
-    if kill_at:
-        env[KILL_AT_ENV] = kill_at
-    done = subprocess.run(
-        [sys.executable, "-m", "feedctl", *args], env=env, capture_output=True, timeout=120
-    )
-    return done.returncode
+    return run_feedctl(settings, *args, kill_at=kill_at).returncode
 
 
 def stored(ctx: Context, user_id: int) -> list[int]:

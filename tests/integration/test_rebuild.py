@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import signal
-import subprocess
-import sys
 import threading
 from datetime import UTC, datetime
 from typing import Any
@@ -20,7 +17,6 @@ import pytest
 from feedctl.config import Settings
 from feedctl.context import Context, open_context
 from feedctl.errors import BadInputError, LockedError
-from feedctl.faults import KILL_AT_ENV
 from feedctl.pipelines import cache_ops
 from feedctl.pipelines.rebuild import LOCK_NAME, rebuild_all, rebuild_community, rebuild_users
 from feedctl.read.pages import FeedReader
@@ -28,6 +24,7 @@ from feedctl.synth import SeedSpec, seed
 
 from drain import fan_out_everything
 from expected import expected_community_feed, expected_user_feeds
+from processes import run_feedctl
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 SPEC = SeedSpec(users=150, communities=4, posts=160, seed=17, now=NOW)
@@ -191,23 +188,7 @@ def test_readers_see_the_old_feed_or_the_new_one_never_an_empty_or_partial_one(
 
 
 def run_cli(settings: Settings, *args: str, kill_at: str | None = None) -> tuple[int, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDCTL_")}
-    env.update(
-        FEEDCTL_DATABASE_URL=settings.database_url or "",
-        FEEDCTL_REDIS_URL=settings.redis_url or "",
-        FEEDCTL_REDIS_KEY_PREFIX=settings.redis_key_prefix,
-        FEEDCTL_FEED_CAP=str(settings.feed_cap),
-        FEEDCTL_HOME=str(settings.home),
-    )
-    if kill_at:
-        env[KILL_AT_ENV] = kill_at
-    done = subprocess.run(
-        [sys.executable, "-m", "feedctl", *args],
-        env=env,
-        capture_output=True,
-        timeout=120,
-        text=True,
-    )
+    done = run_feedctl(settings, *args, kill_at=kill_at)
     return done.returncode, done.stdout
 
 
