@@ -641,11 +641,6 @@ def _fanout_lines(doc: dict[str, Any]) -> list[str]:
             f"-> {_batch_rate(fo['per_batch'], -1, 'seconds_database')} /s",
         ),
         _line(
-            "Redis rate, first batch -> last batch",
-            f"{_batch_rate(fo['per_batch'], 0, 'seconds_cache')} /s",
-            f"-> {_batch_rate(fo['per_batch'], -1, 'seconds_cache')} /s",
-        ),
-        _line(
             "peak RSS after the fan-out (ru_maxrss)",
             f"{fo['peak_rss_mb_after']:,.0f} MB",
             f"before the fan-out: peak {fo['peak_rss_mb_before']:,.0f} MB, "
