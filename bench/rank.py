@@ -26,18 +26,15 @@ embedded servers in a temporary folder, stopped at the end.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import math
 import os
 import random
-import secrets
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -45,9 +42,8 @@ from typing import Any, Final
 import numpy as np
 import polars as pl
 import psycopg
-import redis
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
+from benchlib.measure import checkpoint
+from benchlib.servers import BenchTarget, bench_target, note
 
 from feedctl.config import Settings
 from feedctl.context import Context, open_context
@@ -56,11 +52,8 @@ from feedctl.pipelines import cache_ops
 from feedctl.pipelines.rank import run_rank
 from feedctl.rank.heuristic import Heuristic, load_heuristic
 from feedctl.rank.scoring import score_frame
-from feedctl.services import EmbeddedPostgres, EmbeddedRedis
 from feedctl.synth import SeedSpec, seed
 
-DATABASE_ENV: Final = "FEEDCTL_BENCH_DATABASE_URL"
-REDIS_ENV: Final = "FEEDCTL_BENCH_REDIS_URL"
 DEFAULT_SPEC: Final = SeedSpec()
 DEFAULT_SPEC_ENTRIES: Final = 1_115_355  # fan-out entries of the default spec: a first guess
 SEED_NOW: Final = datetime(2026, 1, 1, tzinfo=UTC)
@@ -83,94 +76,7 @@ class BenchFailure(Exception):
     """A result is wrong: the benchmark exits non-zero."""
 
 
-def note(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-# ------------------------------------------------------------------------------ servers
-
-
-@dataclasses.dataclass(frozen=True)
-class Target:
-    database_url: str
-    redis_url: str
-    prefix: str
-    sources: str
-    workdir: Path
-
-
-@contextlib.contextmanager
-def _postgres(workdir: Path) -> Iterator[str]:
-    if os.environ.get(DATABASE_ENV):
-        yield os.environ[DATABASE_ENV]
-        return
-    server = EmbeddedPostgres(workdir / "postgres")
-    url = server.start()
-    note(f"started a private PostgreSQL in {server.data_dir}")
-    try:
-        yield url
-    finally:
-        server.stop()
-
-
-@contextlib.contextmanager
-def _redis(workdir: Path) -> Iterator[str]:
-    if os.environ.get(REDIS_ENV):
-        yield os.environ[REDIS_ENV]
-        return
-    server = EmbeddedRedis(workdir / "redis")
-    url = server.start()
-    try:
-        yield url
-    finally:
-        server.stop()
-
-
-@contextlib.contextmanager
-def _database(admin_url: str, name: str) -> Iterator[str]:
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield make_conninfo(admin_url, dbname=name)
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-            admin.execute(drop.format(sql.Identifier(name)))
-
-
-@contextlib.contextmanager
-def _keys(redis_url: str, prefix: str) -> Iterator[str]:
-    try:
-        yield prefix
-    finally:
-        client = redis.Redis.from_url(redis_url)
-        try:
-            batch = list(client.scan_iter(match=f"{prefix}*", count=1000))
-            for start in range(0, len(batch), 1000):
-                client.unlink(*batch[start : start + 1000])
-        finally:
-            client.close()
-
-
-@contextlib.contextmanager
-def bench_target() -> Iterator[Target]:
-    token = secrets.token_hex(4)
-    with tempfile.TemporaryDirectory(prefix="feedctl-bench-rank-") as tmp:
-        workdir = Path(tmp)
-        workdir.chmod(0o711)  # the embedded PostgreSQL's account must enter it (as root)
-        with contextlib.ExitStack() as stack:
-            admin = stack.enter_context(_postgres(workdir))
-            redis_url = stack.enter_context(_redis(workdir))
-            database = stack.enter_context(_database(admin, f"feedctl_bench_{token}"))
-            prefix = stack.enter_context(_keys(redis_url, f"feedctl_bench_{token}:"))
-            sources = ", ".join(
-                f"{name} {'external' if os.environ.get(env) else 'embedded'}"
-                for name, env in (("PostgreSQL", DATABASE_ENV), ("Redis", REDIS_ENV))
-            )
-            yield Target(database, redis_url, prefix, sources, workdir)
-
-
-def settings_for(target: Target, batch_size: int = 1_000) -> Settings:
+def settings_for(target: BenchTarget, batch_size: int = 1_000) -> Settings:
     return Settings(
         database_url=target.database_url,
         redis_url=target.redis_url,
@@ -179,12 +85,6 @@ def settings_for(target: Target, batch_size: int = 1_000) -> Settings:
         feed_cap=CAP,
         batch_size=batch_size,
     )
-
-
-def checkpoint(conn: psycopg.Connection[Any]) -> None:
-    """Flush dirty buffers so no timed phase pays for another's writes (needs superuser)."""
-    with contextlib.suppress(psycopg.errors.InsufficientPrivilege):
-        conn.execute("CHECKPOINT")
 
 
 def server_facts(conn: psycopg.Connection[Any]) -> dict[str, str]:
@@ -390,7 +290,7 @@ runpy.run_module("feedctl", run_name="__main__")
 """
 
 
-def run_child(target: Target, work: Path, *args: str) -> dict[str, Any]:
+def run_child(target: BenchTarget, work: Path, *args: str) -> dict[str, Any]:
     """`feedctl --json ARGS` in a child process: its JSON report and its own peak RSS."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDCTL_")}
     env.update(
@@ -484,9 +384,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def run(args: argparse.Namespace, target: Target) -> dict[str, Any]:
+def run(args: argparse.Namespace, target: BenchTarget) -> dict[str, Any]:
     work = target.workdir
-    doc: dict[str, Any] = {"servers": target.sources}
+    doc: dict[str, Any] = {
+        "servers": f"PostgreSQL {target.postgres_source}, Redis {target.redis_source}"
+    }
     note(f"scoring {args.scoring_rows:,} rows")
     doc["scoring"] = measure_scoring(args.scoring_rows)
     with open_context(settings_for(target)) as ctx:
