@@ -20,12 +20,14 @@ from feedctl.cli import (
     services,
     status,
 )
+from feedctl.cli.global_options import FeedctlGroup, apply_global_options
 from feedctl.cli.state import CliState
 
 app = typer.Typer(
     name="feedctl",
     help="Run the feed pipeline of a communities app: migrations, fan-out, ranking, "
     "cache warming and repair, and feed reads, over PostgreSQL and Redis.",
+    cls=FeedctlGroup,
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     add_completion=False,
@@ -59,9 +61,17 @@ def main_options(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
-    """Global options; they apply to every command."""
-    overrides = {"database_url": database_url, "redis_url": redis_url, "feed_cap": cap}
-    ctx.obj = CliState(config_path=config, overrides=overrides, verbose=verbose, json=json_output)
+    """Global options: they apply to every command, given before it or after it."""
+    ctx.obj = CliState()
+    values = {
+        "config": config,
+        "database_url": database_url,
+        "redis_url": redis_url,
+        "cap": cap,
+        "json_output": json_output,
+        "verbose": verbose,
+    }
+    apply_global_options(ctx, values)
 
 
 app.add_typer(migrate.app, name="migrate")

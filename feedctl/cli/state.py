@@ -49,6 +49,10 @@ class CliState:
     json: bool = False
     _settings: Settings | None = None
 
+    def forget_settings(self) -> None:
+        """Resolve the settings again at the next use (an option changed)."""
+        self._settings = None
+
     @property
     def settings(self) -> Settings:
         if self._settings is None:
@@ -113,21 +117,23 @@ def state_of(ctx: typer.Context) -> CliState:
     return root.obj
 
 
+def _verbose(*arguments: object) -> bool:
+    """Whether --verbose was given, read from the command's context argument."""
+    return any(hasattr(a, "find_root") and state_of(a).verbose for a in arguments)  # type: ignore[arg-type]
+
+
 def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
     """Turn library errors into one line on stderr and the error's exit code."""
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        verbose = any(isinstance(a, typer.Context) and state_of(a).verbose for a in args) or any(
-            isinstance(v, typer.Context) and state_of(v).verbose for v in kwargs.values()
-        )
         try:
             return command(*args, **kwargs)
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
         except Exception as exc:
             error = as_feedctl_error(exc)
-            if verbose:
+            if _verbose(*args, *kwargs.values()):
                 traceback.print_exc(file=sys.stderr)
             if error is None:
                 stderr.print(
