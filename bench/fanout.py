@@ -432,6 +432,7 @@ def settings_for(target: BenchTarget, cap: int) -> Settings:
         database_url=target.database_url,
         redis_url=target.redis_url,
         redis_key_prefix=target.prefix,
+        feed_retention="0",  # fixed-date worlds: keep every post
         feed_cap=cap,
         home=target.workdir / "home",
     )

@@ -81,6 +81,7 @@ def settings_for(target: BenchTarget, batch_size: int = 1_000) -> Settings:
         database_url=target.database_url,
         redis_url=target.redis_url,
         redis_key_prefix=target.prefix,
+        feed_retention="0",  # fixed-date worlds: keep every post
         home=target.workdir / "home",
         feed_cap=CAP,
         batch_size=batch_size,
@@ -298,6 +299,7 @@ def run_child(target: BenchTarget, work: Path, *args: str) -> dict[str, Any]:
         FEEDCTL_REDIS_URL=target.redis_url,
         FEEDCTL_REDIS_KEY_PREFIX=target.prefix,
         FEEDCTL_FEED_CAP=str(CAP),
+        FEEDCTL_FEED_RETENTION="0",  # fixed-date worlds: keep every post
         FEEDCTL_HOME=str(target.workdir / "home"),
         FEEDCTL_BENCH_HWM_FILE=str(work / "child.hwm"),
     )

@@ -319,7 +319,7 @@ def swap_limit(ctx: Context, users: list[int]) -> tuple[int, float]:
     batch = cache_ops.feeds_per_chunk(ctx.cap)
     for start in range(0, len(users), 500):
         chunk = users[start : start + 500]
-        for tops in text_top_batches(ctx.conn, "user", chunk, ctx.cap, 500):
+        for tops in text_top_batches(ctx.conn, "user", chunk, ctx.cap, 500, ctx.retention):
             for top in tops:
                 feeds.append((f"{ctx.prefix}swap:{top.feed.id}", top.text, top.truncated))
                 entries += top.entries
@@ -412,7 +412,7 @@ def sample_users(
 
 
 def cached_pages(ctx: Context, users: list[int]) -> tuple[Latency, Latency, int]:
-    reader = FeedReader(ctx.conn, ctx.cache, ctx.settings.cursor_secret)
+    reader = FeedReader.for_settings(ctx.conn, ctx.cache, ctx.settings)
     for user_id in users[:200]:  # untimed: plans, connections, caches
         reader.user_feed(user_id, PAGE)
     first: list[float] = []
@@ -432,7 +432,7 @@ def cached_pages(ctx: Context, users: list[int]) -> tuple[Latency, Latency, int]
 
 
 def cold_pages(ctx: Context, users: list[int]) -> tuple[Latency, int]:
-    reader = FeedReader(ctx.conn, ctx.cache, ctx.settings.cursor_secret)
+    reader = FeedReader.for_settings(ctx.conn, ctx.cache, ctx.settings)
     samples: list[float] = []
     filled = 0
     for user_id in users:
@@ -489,6 +489,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             database_url=target.database_url,
             redis_url=target.redis_url,
             redis_key_prefix=target.prefix,
+            feed_retention="0",  # fixed-date worlds: keep every post
             feed_cap=args.cap,
             home=Path(tempfile.gettempdir()) / "feedctl-bench-home",
         )

@@ -10,10 +10,12 @@ import dataclasses
 import os
 import tomllib
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from feedctl.errors import ConfigError
+from feedctl.durations import parse_duration
+from feedctl.errors import ConfigError, FeedctlError
 
 ENV_PREFIX = "FEEDCTL_"
 CONFIG_ENV = "FEEDCTL_CONFIG"
@@ -39,12 +41,51 @@ class Settings:
     heuristic: Path | None = None
     active_window_days: int = 7
     batch_size: int = 1_000
-    cursor_secret: str = "feedctl-default-cursor-secret"
+    # Cursor signing secrets: the first signs, every one verifies (for rotation). Empty: the
+    # random secret `migrate up` stored in PostgreSQL.
+    cursor_secret: tuple[str, ...] = dataclasses.field(default=(), repr=False)
     jobs_dir: Path | None = None
+    # How long a post stays in feeds: a duration (30d, 12h, 2w), or 0 to keep everything.
+    feed_retention: str = "30d"
+
+    @property
+    def retention(self) -> timedelta | None:
+        """The retention window; None keeps every post."""
+        return parse_retention(self.feed_retention)
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 _INT_MINIMUMS = {"feed_cap": 1, "active_window_days": 0, "batch_size": 1}
+MIN_SECRET_CHARS = 16
+# The secret early versions signed every install's cursors with: public, so never accepted.
+RETIRED_SECRET = "feedctl-default-cursor-secret"
+
+
+def parse_retention(text: str) -> timedelta | None:
+    """A retention setting: `0` keeps everything, otherwise a duration such as 30d."""
+    if text.strip() == "0":
+        return None
+    return parse_duration(text)
+
+
+def _secrets(where: str, value: Any, *, typed: bool) -> tuple[str, ...]:
+    """One secret or a list of them (TOML), or comma-separated text (environment, flag)."""
+    if isinstance(value, str):
+        items: list[Any] = [value] if typed else [s.strip() for s in value.split(",")]
+    elif typed and isinstance(value, list):
+        items = value
+    else:
+        raise ConfigError(f"{where}: expected a secret or a list of secrets, got {value!r}")
+    if items == [""]:
+        return ()
+    for item in items:
+        if not isinstance(item, str) or len(item) < MIN_SECRET_CHARS:
+            raise ConfigError(
+                f"{where}: each secret must be text of at least {MIN_SECRET_CHARS} characters"
+            )
+        if item == RETIRED_SECRET:
+            raise ConfigError(f"{where}: the old built-in secret is public and not accepted")
+    return tuple(items)
 
 
 def _coerce(key: str, value: Any, source: str, *, typed: bool = False) -> Any:
@@ -55,6 +96,17 @@ def _coerce(key: str, value: Any, source: str, *, typed: bool = False) -> Any:
     """
     kind = _FIELDS[key].type
     where = f"{key} (from {source})"
+    if kind == "tuple[str, ...]":
+        return _secrets(where, value, typed=typed)
+    if key == "feed_retention":
+        if not isinstance(value, str | int) or isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a duration such as 30d, or 0, got {value!r}")
+        text = str(value)
+        try:
+            parse_retention(text)
+        except FeedctlError as exc:
+            raise ConfigError(f"{where}: {exc.message}") from None
+        return text
     if kind == "int":
         if isinstance(value, bool | float) or (typed and not isinstance(value, int)):
             raise ConfigError(f"{where}: expected a whole number, got {value!r}")

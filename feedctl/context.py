@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -17,6 +18,7 @@ from feedctl.cache.client import RedisClient, connect_redis
 from feedctl.cache.feeds import FeedCache
 from feedctl.config import Settings
 from feedctl.db.connection import connect
+from feedctl.db.sql_blocks import query
 from feedctl.rank.heuristic import Heuristic, load_heuristic
 
 
@@ -47,6 +49,16 @@ class Context:
     @property
     def prefix(self) -> str:
         return self.settings.redis_key_prefix
+
+    @property
+    def retention(self) -> timedelta | None:
+        """How long posts stay in feeds (None: forever)."""
+        return self.settings.retention
+
+    def retained_since(self) -> datetime | None:
+        """The oldest creation time a feed keeps, by the database clock (None: all)."""
+        row = self.conn.execute(query("retention_cutoff"), {"retention": self.retention}).fetchone()
+        return row[0] if row else None
 
 
 def database_url(settings: Settings, notice: Callable[[str], None] | None = None) -> str:

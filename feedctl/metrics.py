@@ -135,6 +135,18 @@ COUNT_METRICS: dict[str, tuple[CountMetric, ...]] = {
             "Redis memory the last vacuum run freed, in bytes (MEMORY USAGE estimate).",
         ),
     ),
+    "expire": (
+        CountMetric(
+            "posts_expired",
+            "feedctl_expire_posts",
+            "Posts older than feed_retention the last expire run removed from feeds.",
+        ),
+        CountMetric(
+            "entries_removed",
+            "feedctl_expire_entries_removed",
+            "Feed entries the last expire run removed from PostgreSQL.",
+        ),
+    ),
 }
 REDIS_FAILURES = CountMetric(
     "redis_failures",

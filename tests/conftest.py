@@ -131,6 +131,7 @@ def settings(
         home=tmp_path / "home",
         feed_cap=50,
         batch_size=200,
+        feed_retention="0",  # seeded worlds have fixed dates; tests of retention set their own
     )
 
 

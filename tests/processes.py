@@ -19,6 +19,7 @@ def feedctl_env(settings: Settings, **extra: str) -> dict[str, str]:
         FEEDCTL_REDIS_KEY_PREFIX=settings.redis_key_prefix,
         FEEDCTL_FEED_CAP=str(settings.feed_cap),
         FEEDCTL_BATCH_SIZE=str(settings.batch_size),
+        FEEDCTL_FEED_RETENTION=settings.feed_retention,
         FEEDCTL_HOME=str(settings.home),
     )
     env.update(extra)

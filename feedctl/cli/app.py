@@ -10,6 +10,7 @@ from feedctl import __version__
 from feedctl.cli import (
     cache,
     demo,
+    expire,
     fanout,
     feed,
     jobs,
@@ -82,6 +83,7 @@ app.add_typer(services.app, name="services")
 app.add_typer(jobs.app, name="jobs")
 app.command("fanout")(fanout.fanout)
 app.command("rebuild")(rebuild.rebuild)
+app.command("expire")(expire.expire)
 app.command("seed")(seed.seed)
 app.command("demo")(demo.demo)
 app.command("status")(status.status)

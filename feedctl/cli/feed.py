@@ -25,7 +25,7 @@ def user(
     """One page of a user's feed: posts of the communities they belong to, best first."""
     state = state_of(ctx)
     with state.context() as context:
-        reader = FeedReader(context.conn, context.cache, context.settings.cursor_secret)
+        reader = FeedReader.for_settings(context.conn, context.cache, context.settings)
         page = reader.user_feed(user_id, limit, cursor)
     state.emit(page.as_json(), lambda: render_page(f"feed of user {user_id}", page))
 
@@ -41,6 +41,6 @@ def community(
     """One page of a community's feed: its live posts, best first."""
     state = state_of(ctx)
     with state.context() as context:
-        reader = FeedReader(context.conn, context.cache, context.settings.cursor_secret)
+        reader = FeedReader.for_settings(context.conn, context.cache, context.settings)
         page = reader.community_feed(community_id, limit, cursor)
     state.emit(page.as_json(), lambda: render_page(f"feed of community {community_id}", page))

@@ -99,7 +99,8 @@ def refresh_cached(ctx: Context, feeds: Sequence[FeedRef], report: CacheReport) 
     for kind in KINDS:
         ids = [f.id for f, cached in zip(feeds, present, strict=True) if cached and f.kind == kind]
         for chunk in chunked(ids, FEEDS_PER_CHUNK):
-            write_tops(ctx, load_tops(ctx.conn, kind, chunk, ctx.cap), report, "refresh failed")
+            tops = load_tops(ctx.conn, kind, chunk, ctx.cap, ctx.retention)
+            write_tops(ctx, tops, report, "refresh failed")
 
 
 def warm(
@@ -131,7 +132,7 @@ def warm(
                     progress(len(todo))
                 continue
             batch_size = feeds_per_chunk(ctx.cap)
-            for batch in text_top_batches(ctx.conn, kind, todo, ctx.cap, batch_size):
+            for batch in text_top_batches(ctx.conn, kind, todo, ctx.cap, batch_size, ctx.retention):
                 writes.put(batch)
                 if progress:
                     progress(len(batch))
@@ -312,7 +313,7 @@ def repair(ctx: Context, *, progress: Progress | None = None) -> CacheReport:
             ids = [feed_id for k, feed_id in marks if k == kind]
             if ids:
                 report.feeds_considered += len(ids)
-                tops = load_tops(ctx.conn, kind, ids, ctx.cap)
+                tops = load_tops(ctx.conn, kind, ids, ctx.cap, ctx.retention)
                 write_tops(ctx, tops, report, "repair failed")
         if report.redis_failures > failures_before:
             return report

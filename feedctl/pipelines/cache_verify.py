@@ -197,7 +197,9 @@ def _tops(ctx: Context, feeds: Sequence[FeedRef]) -> dict[FeedRef, FeedTop]:
         if not ids:
             continue
         existing = _existing(ctx.conn, kind, ids)
-        for top in load_tops(ctx.conn, kind, [i for i in ids if i in existing], ctx.cap):
+        for top in load_tops(
+            ctx.conn, kind, [i for i in ids if i in existing], ctx.cap, ctx.retention
+        ):
             found[top.feed] = top
     return found
 

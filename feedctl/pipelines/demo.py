@@ -48,6 +48,6 @@ def run_demo(ctx: Context, spec: SeedSpec, step: Callable[[str], None]) -> DemoR
     user_id = found[0] if found else None
     page = None
     if user_id is not None:
-        reader = FeedReader(ctx.conn, ctx.cache, ctx.settings.cursor_secret)
+        reader = FeedReader.for_settings(ctx.conn, ctx.cache, ctx.settings)
         page = reader.user_feed(user_id, limit=10)
     return DemoReport(applied, seeded, fanned, ranked, warmed, user_id, page)

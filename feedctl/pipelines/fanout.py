@@ -13,9 +13,11 @@ import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from itertools import groupby
 from typing import Any
 
+import polars as pl
 import psycopg
 import psycopg.errors
 
@@ -183,7 +185,8 @@ def _work_of(ctx: Context, events: list[Event]) -> RedisWork:
     """The cache writes that committed events call for, from PostgreSQL as it is now."""
     work = RedisWork()
     created = [e.post_id for e in events if e.kind == "post_created" and e.post_id is not None]
-    rows = ctx.conn.execute(query("post_scores"), {"post_ids": created}).fetchall()
+    params = {"post_ids": created, "since": ctx.retained_since()}
+    rows = ctx.conn.execute(query("post_scores"), params).fetchall()
     for post_id, community_id, score in rows:
         work.created[community_id].append((post_id, score))
     for event in events:
@@ -239,35 +242,49 @@ def _advance(conn: psycopg.Connection[Any], consumer: str, events: list[Event]) 
 
 
 def _apply(ctx: Context, events: list[Event], report: FanoutReport) -> RedisWork:
-    """Apply events in order, consecutive events of one kind as one set-based statement."""
+    """Apply events in order, consecutive events of one kind as one set-based statement.
+
+    Posts created before the retention cutoff (taken once, by the transaction's clock) are
+    scored but written into no feed: a feed keeps only what `feed_retention` allows.
+    """
     work = RedisWork()
+    since = ctx.retained_since()
     for kind, run in groupby(events, key=lambda e: e.kind):
-        _APPLIERS[kind](ctx, list(run), report, work)
+        _APPLIERS[kind](ctx, list(run), report, work, since)
     return work
 
 
-def _apply_created(ctx: Context, run: list[Event], report: FanoutReport, work: RedisWork) -> None:
+def _apply_created(
+    ctx: Context, run: list[Event], report: FanoutReport, work: RedisWork, since: datetime | None
+) -> None:
     post_ids = sorted({e.post_id for e in run if e.post_id is not None})
     seen = {row[0] for row in ctx.conn.execute(query("scored_post_ids"), {"post_ids": post_ids})}
     inputs = read_inputs(ctx.conn, post_ids)
     scored, _ = store_scores(ctx.conn, inputs, ctx.heuristic, update_entries=False)
     if scored.is_empty():
         return
-    report.entries_written += _insert_entries(ctx.conn, [p for p in post_ids if p not in seen])
-    report.entries_written += _insert_entries(ctx.conn, sorted(seen), may_exist=True)
+    new = [p for p in post_ids if p not in seen]
+    report.entries_written += _insert_entries(ctx.conn, new, since)
+    report.entries_written += _insert_entries(ctx.conn, sorted(seen), since, may_exist=True)
+    if since is not None:
+        scored = scored.filter(pl.col("created_at") >= since.astimezone(UTC))
     for post_id, community_id, score in scored.select("post_id", "community_id", "score").rows():
         work.created[community_id].append((post_id, score))
 
 
 def _insert_entries(
-    conn: psycopg.Connection[Any], post_ids: list[int], *, may_exist: bool = False
+    conn: psycopg.Connection[Any],
+    post_ids: list[int],
+    since: datetime | None,
+    *,
+    may_exist: bool = False,
 ) -> int:
     """Entries for every member; a post never scored before cannot have any yet, so its
     rows skip the conflict check (if one exists after all, the batch falls back to it)."""
     if not post_ids:
         return 0
     conn.execute(query("raise_work_mem"))
-    params = {"post_ids": post_ids}
+    params = {"post_ids": post_ids, "since": since}
     if may_exist:
         return conn.execute(query("fan_out_posts"), params).rowcount
     try:
@@ -277,7 +294,9 @@ def _insert_entries(
         return conn.execute(query("fan_out_posts"), params).rowcount
 
 
-def _apply_deleted(ctx: Context, run: list[Event], report: FanoutReport, work: RedisWork) -> None:
+def _apply_deleted(
+    ctx: Context, run: list[Event], report: FanoutReport, work: RedisWork, since: datetime | None
+) -> None:
     post_ids = sorted({e.post_id for e in run if e.post_id is not None})
     row = ctx.conn.execute(query("delete_post_entries"), {"post_ids": post_ids}).fetchone()
     report.entries_removed += int(row[0]) if row else 0
@@ -286,18 +305,22 @@ def _apply_deleted(ctx: Context, run: list[Event], report: FanoutReport, work: R
             work.deleted[event.community_id].append(event.post_id)
 
 
-def _apply_joined(ctx: Context, run: list[Event], report: FanoutReport, work: RedisWork) -> None:
+def _apply_joined(
+    ctx: Context, run: list[Event], report: FanoutReport, work: RedisWork, since: datetime | None
+) -> None:
     for event in run:
         if event.user_id is None:
             continue
-        params = {"user_id": event.user_id, "community_id": event.community_id, "cap": ctx.cap}
+        params = {"user_id": event.user_id, "community_id": event.community_id, "since": since}
         report.entries_written += ctx.conn.execute(
             query("merge_community_into_feed"), params
         ).rowcount
         work.refresh.add(event.user_id)
 
 
-def _apply_left(ctx: Context, run: list[Event], report: FanoutReport, work: RedisWork) -> None:
+def _apply_left(
+    ctx: Context, run: list[Event], report: FanoutReport, work: RedisWork, since: datetime | None
+) -> None:
     for event in run:
         if event.user_id is None:
             continue
@@ -308,7 +331,8 @@ def _apply_left(ctx: Context, run: list[Event], report: FanoutReport, work: Redi
         work.refresh.add(event.user_id)
 
 
-_APPLIERS: dict[str, Callable[[Context, list[Event], FanoutReport, RedisWork], None]] = {
+Applier = Callable[[Context, list[Event], FanoutReport, RedisWork, datetime | None], None]
+_APPLIERS: dict[str, Applier] = {
     "post_created": _apply_created,
     "post_deleted": _apply_deleted,
     "member_joined": _apply_joined,

@@ -83,7 +83,7 @@ class CacheWriter:
             warmed = CacheReport()
             write_tops(
                 self.ctx,
-                load_tops(self.ctx.conn, "user", active, self.ctx.cap),
+                load_tops(self.ctx.conn, "user", active, self.ctx.cap, self.ctx.retention),
                 warmed,
                 "fan-out warm failed",
             )

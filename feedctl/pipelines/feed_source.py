@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -26,11 +27,16 @@ class FeedTop:
 
 
 def load_tops(
-    conn: psycopg.Connection[Any], kind: FeedKind, ids: Sequence[int], cap: int
+    conn: psycopg.Connection[Any],
+    kind: FeedKind,
+    ids: Sequence[int],
+    cap: int,
+    retention: timedelta | None,
 ) -> list[FeedTop]:
-    """The top `cap` entries of each feed, in one query; feeds with no entries included."""
+    """The top `cap` retained entries of each feed, in one query; empty feeds included."""
     found: dict[int, list[tuple[int, float]]] = defaultdict(list)
-    rows = conn.execute(query(_TOPS_QUERY[kind]), {"ids": list(ids), "limit": cap + 1})
+    params = {"ids": list(ids), "limit": cap + 1, "retention": retention}
+    rows = conn.execute(query(_TOPS_QUERY[kind]), params)
     for feed_id, post_id, score in rows:
         found[feed_id].append((post_id, score))
     tops = []
@@ -51,7 +57,12 @@ class TextTop:
 
 
 def text_top_batches(
-    conn: psycopg.Connection[Any], kind: FeedKind, ids: Sequence[int], cap: int, batch: int
+    conn: psycopg.Connection[Any],
+    kind: FeedKind,
+    ids: Sequence[int],
+    cap: int,
+    batch: int,
+    retention: timedelta | None,
 ) -> Iterator[list[TextTop]]:
     """The top `cap` entries of each feed, `batch` feeds at a time, as text ready for Redis.
 
@@ -61,21 +72,23 @@ def text_top_batches(
     """
     with conn.transaction(), conn.cursor(name="feedctl_text_tops") as cursor:
         conn.execute(query("exact_float_text"))
-        cursor.execute(query(_TEXT_TOPS_QUERY[kind]), {"ids": list(ids), "limit": cap + 1})
+        params = {"ids": list(ids), "limit": cap + 1, "retention": retention}
+        cursor.execute(query(_TEXT_TOPS_QUERY[kind]), params)
         while rows := cursor.fetchmany(batch):
             yield [
                 _text_top(kind, feed_id, entries, pairs, cap) for feed_id, entries, pairs in rows
             ]
 
 
-def text_top(conn: psycopg.Connection[Any], feed: FeedRef, cap: int) -> TextTop:
+def text_top(
+    conn: psycopg.Connection[Any], feed: FeedRef, cap: int, retention: timedelta | None
+) -> TextTop:
     """The top `cap` entries of one feed as text ready for Redis (one short transaction:
     exact float text is set for it alone)."""
     with conn.transaction():
         conn.execute(query("exact_float_text"))
-        row = conn.execute(
-            query(_TEXT_TOPS_QUERY[feed.kind]), {"ids": [feed.id], "limit": cap + 1}
-        ).fetchone()
+        params = {"ids": [feed.id], "limit": cap + 1, "retention": retention}
+        row = conn.execute(query(_TEXT_TOPS_QUERY[feed.kind]), params).fetchone()
     assert row is not None
     return _text_top(feed.kind, row[0], row[1], row[2], cap)
 

@@ -19,6 +19,7 @@ from feedctl.context import Context
 from feedctl.durations import parse_duration
 from feedctl.errors import BadInputError
 from feedctl.pipelines import cache_ops, cache_vacuum, cache_verify
+from feedctl.pipelines.expire import DEFAULT_CHUNK_POSTS, ExpireReport, expire
 from feedctl.pipelines.fanout import DEFAULT_CONSUMER, FanoutReport, run_fanout
 from feedctl.pipelines.rank import RankReport, run_rank
 from feedctl.rank.heuristic import load_heuristic
@@ -126,6 +127,11 @@ def _verify(ctx: Context, options: Mapping[str, Any], guard: RunGuard) -> cache_
     )
 
 
+def _expire(ctx: Context, options: Mapping[str, Any], guard: RunGuard) -> ExpireReport:
+    chunk = options.get("chunk_posts", DEFAULT_CHUNK_POSTS)
+    return expire(ctx, chunk_posts=chunk, progress=_counting(guard))
+
+
 def _vacuum(ctx: Context, options: Mapping[str, Any], guard: RunGuard) -> cache_vacuum.VacuumReport:
     window = options.get("inactive_for") or parse_duration(f"{ctx.settings.active_window_days}d")
     return cache_vacuum.vacuum(ctx, window, progress=_counting(guard))
@@ -159,6 +165,7 @@ COMMANDS: dict[str, JobCommand] = {
     "cache vacuum": JobCommand(
         flags={"--inactive-for": Flag("inactive_for", "duration")}, run=_vacuum
     ),
+    "expire": JobCommand(flags={"--chunk-posts": Flag("chunk_posts", "count")}, run=_expire),
 }
 
 

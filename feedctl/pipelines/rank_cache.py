@@ -89,7 +89,7 @@ class _Writer:
         for kind in KINDS:
             ids = [feed.id for feed in short if feed.kind == kind]
             for chunk in chunked(ids, 200):
-                tops = load_tops(self.ctx.conn, kind, chunk, self.ctx.cap)
+                tops = load_tops(self.ctx.conn, kind, chunk, self.ctx.cap, self.ctx.retention)
                 write_tops(self.ctx, tops, report, "rank refresh failed")
         self.writes.feeds_refreshed += report.feeds_written
         self.writes.redis_failures += report.redis_failures

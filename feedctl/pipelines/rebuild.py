@@ -1,4 +1,4 @@
-"""Rebuild: recompute users' feeds from memberships and scored live posts, truncated to the cap.
+"""Rebuild: recompute users' feeds from memberships and scored live posts within the retention.
 
 Each chunk of users is rewritten in PostgreSQL by one statement in one transaction (a
 reader sees the old feeds or the new ones), then the cached copies are swapped in, each
@@ -213,9 +213,8 @@ def _apply_chunk(ctx: Context, chunk: list[int], report: RebuildReport) -> None:
     for attempt in range(_RETRIES):
         try:
             with ctx.conn.transaction():
-                row = ctx.conn.execute(
-                    query("rebuild_user_feeds_apply"), {"ids": chunk, "cap": ctx.cap}
-                ).fetchone()
+                params = {"ids": chunk, "since": ctx.retained_since()}
+                row = ctx.conn.execute(query("rebuild_user_feeds_apply"), params).fetchone()
             break
         except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
             if attempt == _RETRIES - 1:
@@ -226,7 +225,7 @@ def _apply_chunk(ctx: Context, chunk: list[int], report: RebuildReport) -> None:
 
 def _plan_chunk(ctx: Context, chunk: list[int], report: RebuildReport) -> None:
     wanted = max(DEFAULT_SAMPLE - len(report.sample), 0)
-    params = {"ids": chunk, "cap": ctx.cap, "sample": wanted}
+    params = {"ids": chunk, "since": ctx.retained_since(), "sample": wanted}
     rows = ctx.conn.execute(query("rebuild_user_feeds_plan"), params).fetchall()
     _count(report, rows[0])
     report.sample.extend(EntryChange(*row[5:9]) for row in rows if row[5] is not None)
@@ -251,7 +250,7 @@ def _rewrite_cached(
         report.redis_failures += len(feeds)
         repair_marks.mark_feeds(ctx.conn, feeds, "rebuild failed")
         return
-    tops = load_tops(ctx.conn, kind, ids, ctx.cap)
+    tops = load_tops(ctx.conn, kind, ids, ctx.cap, ctx.retention)
     counts = CacheReport()
     written = write_cached_tops(ctx, tops, counts, "rebuild failed")
     report.redis_failures += counts.redis_failures

@@ -3,7 +3,8 @@
 A cursor is base64url(version, feed kind, feed id, score, post id, pin, HMAC tag): it
 names the last item of a page, the feed it belongs to, and the PostgreSQL snapshot its walk
 is pinned to (xmin, xmax, the transactions in progress, and the time; docs/decisions/0015),
-signed with `cursor_secret`.
+signed with the first of the cursor secrets; any of them verifies (so a secret can be
+rotated without breaking walks under way).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import hmac
 import math
 import re
 import struct
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from feedctl.cache.keys import FeedRef
@@ -98,8 +100,11 @@ def encode_cursor(feed: FeedRef, position: Position, secret: str) -> str:
     return base64.urlsafe_b64encode(body + _tag(body, secret)).rstrip(b"=").decode()
 
 
-def decode_cursor(token: str, feed: FeedRef, secret: str) -> Position:
-    """The position a cursor points after, or CursorError saying what is wrong."""
+def decode_cursor(token: str, feed: FeedRef, secrets: str | Sequence[str]) -> Position:
+    """The position a cursor points after, or CursorError saying what is wrong.
+
+    `secrets` are the accepted signing secrets: a cursor signed with any of them verifies.
+    """
     if not _CANONICAL.fullmatch(token):
         raise CursorError("cursor is not valid: it is not base64url text of the right length")
     try:
@@ -114,7 +119,8 @@ def decode_cursor(token: str, feed: FeedRef, secret: str) -> Position:
     if len(raw) != size + _TAG_BYTES:
         raise CursorError("cursor is not valid: it is truncated or padded")
     body, tag = raw[:size], raw[size:]
-    if not hmac.compare_digest(tag, _tag(body, secret)):
+    accepted = (secrets,) if isinstance(secrets, str) else tuple(secrets)
+    if not any(hmac.compare_digest(tag, _tag(body, secret)) for secret in accepted):
         raise CursorError("cursor is not valid: its signature does not match (forged or altered)")
     version, kind, feed_id, score, post_id, xmin, xmax, at_us, count = _HEAD.unpack_from(body)
     if version != VERSION:

@@ -22,6 +22,7 @@ import psycopg
 from feedctl.cache.client import REDIS_ERRORS
 from feedctl.cache.feeds import CachedPage, FeedCache
 from feedctl.cache.keys import FeedRef, community_feed, user_feed
+from feedctl.config import Settings
 from feedctl.db.sql_blocks import query
 from feedctl.errors import BadInputError
 from feedctl.pipelines.cache_ops import require_community, require_user
@@ -34,8 +35,10 @@ from feedctl.read.cursor import (
     encode_cursor,
     require_fresh,
 )
+from feedctl.read.cursor_secret import cursor_secrets
 
 MAX_LIMIT = 500
+DEFAULT_RETENTION = Settings().retention
 CACHE_SLACK = 8  # extra cached items read, to stand in for items whose score changed
 _TOP = (float("inf"), 2**63 - 1)
 _BOTTOM = (float("-inf"), -(2**63))
@@ -96,14 +99,27 @@ class FeedReader:
         self,
         conn: psycopg.Connection[Any],
         cache: FeedCache,
-        cursor_secret: str,
+        secrets: Sequence[str],
         *,
+        retention: timedelta | None = DEFAULT_RETENTION,
         cursor_max_age: timedelta = CURSOR_MAX_AGE,
     ) -> None:
+        if not secrets or isinstance(secrets, str):
+            raise ValueError("secrets: give a non-empty sequence of cursor secrets")
         self.conn = conn
         self.cache = cache
-        self.secret = cursor_secret
+        self.secrets = tuple(secrets)  # the first signs; any of them verifies
+        self.retention = retention
         self.cursor_max_age = cursor_max_age
+
+    @classmethod
+    def for_settings(
+        cls, conn: psycopg.Connection[Any], cache: FeedCache, settings: Settings
+    ) -> FeedReader:
+        """A reader with the configured retention and cursor secrets (or, when none are
+        configured, the secret `migrate up` stored in this database)."""
+        secrets = cursor_secrets(conn, settings.cursor_secret)
+        return cls(conn, cache, secrets, retention=settings.retention)
 
     def user_feed(self, user_id: int, limit: int = 20, cursor: str | None = None) -> FeedPage:
         return self.page(user_feed(user_id), limit, cursor)
@@ -119,7 +135,7 @@ class FeedReader:
             raise BadInputError(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
         position = None
         if cursor is not None:
-            position = decode_cursor(cursor, feed, self.secret)
+            position = decode_cursor(cursor, feed, self.secrets)
             require_fresh(position, datetime.now(UTC), self.cursor_max_age)
         cached, redis_ok = self._read_cache(feed, position, limit + CACHE_SLACK)
         if cached is not None:
@@ -148,7 +164,12 @@ class FeedReader:
             return None, False
 
     def _from_database(self, feed: FeedRef, position: Position | None, limit: int) -> FeedPage:
-        params = {**_position_params(position), "id": feed.id, "limit": limit + 1}
+        params = {
+            **_position_params(position),
+            "id": feed.id,
+            "limit": limit + 1,
+            "retention": self.retention,
+        }
         rows = self.conn.execute(query(_PAGE_QUERY[feed.kind]), params).fetchall()
         pin = Pin.of_snapshot(rows[0][0], rows[0][1])
         items = [FeedItem(*row[2:]) for row in rows if row[2] is not None]
@@ -201,6 +222,7 @@ class FeedReader:
             "post_ids": [post_id for post_id, _ in entries],
             "floor_score": floor[0],
             "floor_post_id": floor[1],
+            "retention": self.retention,
         }
         rows = self.conn.execute(query(_CHECK_QUERY[feed.kind]), params).fetchall()
         listed: dict[int, FeedItem] = {}
@@ -218,12 +240,12 @@ class FeedReader:
         next_cursor = None
         if more and items:
             last = Position(items[-1].score, items[-1].post_id, pin)
-            next_cursor = encode_cursor(feed, last, self.secret)
+            next_cursor = encode_cursor(feed, last, self.secrets[0])
         return FeedPage(items, next_cursor, source)
 
     def _fill(self, feed: FeedRef) -> None:
         """Cache a feed that missed, best effort: a read never fails because Redis did."""
-        top = text_top(self.conn, feed, self.cache.cap)
+        top = text_top(self.conn, feed, self.cache.cap, self.retention)
         try:
             self.cache.replace_text_many([(feed.key(self.cache.prefix), top.text, top.truncated)])
         except REDIS_ERRORS:

@@ -34,6 +34,7 @@ RECIPES: dict[tuple[str, ...], list[str]] = {
     ("services", "status"): [],
     ("services", "stop"): [],
     ("rebuild",): ["--user", "{user_id}", "--dry-run"],
+    ("expire",): ["--dry-run"],
     ("seed",): ["--users", "30", "--communities", "2", "--posts", "20", "--seed", "3"],
     ("demo",): ["--users", "30", "--communities", "2", "--posts", "20"],
     ("status",): [],

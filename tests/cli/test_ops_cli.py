@@ -36,7 +36,7 @@ def test_jobs_list_shows_the_shipped_jobs(base_args: list[str]) -> None:
     result = invoke([*base_args, "--json", "jobs", "list"])
     assert result.exit_code == 0, result.output
     jobs = {job["name"]: job for job in json.loads(result.stdout)["jobs"]}
-    assert set(jobs) == {"fanout", "rank", "warm", "repair", "verify", "vacuum"}
+    assert set(jobs) == {"fanout", "rank", "warm", "repair", "verify", "vacuum", "expire"}
     assert jobs["warm"]["command_line"] == "feedctl cache warm"
     assert jobs["fanout"]["timeout_seconds"] == 50
 

@@ -15,10 +15,14 @@ import redis
 from cli_runner import assert_clean_error, invoke
 
 from feedctl.cache.keys import FeedRef
-from feedctl.config import Settings
 from feedctl.read.cursor import Pin, Position, encode_cursor
+from feedctl.read.cursor_secret import cursor_secrets
 
-SECRET = Settings().cursor_secret
+
+def database_secret(database_url: str) -> str:
+    """The cursor secret `migrate up` stored in the test's database."""
+    with psycopg.connect(database_url) as conn:
+        return cursor_secrets(conn, ())[0]
 
 
 @pytest.fixture
@@ -96,6 +100,9 @@ def test_forged_truncated_and_foreign_cursors_are_one_line(
     assert_clean_error(invoke([*seeded, *community]), 2, "cursor belongs to another feed")
     elsewhere = encode_cursor(FeedRef("user", user_id), Position(1.0, 1, _pin()), "other-secret")
     assert_clean_error(invoke([*seeded, *feed, elsewhere]), 2, "signature does not match")
+    retired = "feedctl-default-cursor-secret"  # what every install signed with before
+    public = encode_cursor(FeedRef("user", user_id), Position(1.0, 1, _pin()), retired)
+    assert_clean_error(invoke([*seeded, *feed, public]), 2, "signature does not match")
 
 
 def _pin(age: timedelta = timedelta(0)) -> Pin:
@@ -104,9 +111,8 @@ def _pin(age: timedelta = timedelta(0)) -> Pin:
 
 def test_expired_cursor_is_one_line(seeded: list[str], database_url: str) -> None:
     user_id = busiest_user(database_url)
-    old = encode_cursor(
-        FeedRef("user", user_id), Position(2500.0, 1, _pin(timedelta(days=2))), SECRET
-    )
+    position = Position(2500.0, 1, _pin(timedelta(days=2)))
+    old = encode_cursor(FeedRef("user", user_id), position, database_secret(database_url))
     result = invoke([*seeded, "feed", "user", str(user_id), "--cursor", old])
     assert_clean_error(result, 2, "cursor has expired")
 
@@ -194,16 +200,29 @@ def test_warm_verify_corrupt_verify_repair(
 def test_rebuild_all_dry_run_shows_a_sample_and_changes_nothing(
     seeded: list[str], database_url: str
 ) -> None:
-    with psycopg.connect(database_url) as conn:
+    with psycopg.connect(database_url) as conn:  # drift: lost, stale and stray entries
+        first, second = (
+            r[0] for r in conn.execute("SELECT DISTINCT user_id FROM feed_entry ORDER BY 1 LIMIT 2")
+        )
+        lost = conn.execute("DELETE FROM feed_entry WHERE user_id = %s", (first,)).rowcount
+        conn.execute("UPDATE feed_entry SET score = score + 1 WHERE user_id = %s", (second,))
+        stray = conn.execute(
+            "INSERT INTO feed_entry (user_id, post_id, community_id, author_id, score, created_at) "
+            "SELECT %s, id, community_id, author_id, 0, created_at FROM posts p "
+            "WHERE NOT EXISTS (SELECT 1 FROM feed_entry fe WHERE fe.user_id = %s "
+            "                  AND fe.post_id = p.id) LIMIT 3",
+            (second, second),
+        ).rowcount
         before = conn.execute("SELECT count(*) FROM feed_entry").fetchone()[0]
     result = invoke([*seeded, "--json", "rebuild", "--all", "--dry-run"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["dry_run"] is True and report["entries_before"] == before
-    assert report["entries_removed"] > 0 and len(report["sample"]) == 10
-    assert {s["change"] for s in report["sample"]} == {"remove"}
+    assert (report["entries_added"], report["entries_removed"]) == (lost, stray)
+    assert report["entries_updated"] > 0 and len(report["sample"]) == 10
+    assert {s["change"] for s in report["sample"]} == {"add"}  # the first user's, in order
     human = invoke([*seeded, "rebuild", "--all", "--dry-run"])
-    assert human.exit_code == 0 and "DRY RUN" in human.stdout and "remove" in human.stdout
+    assert human.exit_code == 0 and "DRY RUN" in human.stdout and "add" in human.stdout
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT count(*) FROM feed_entry").fetchone()[0] == before
     done = json.loads(invoke([*seeded, "--json", "rebuild", "--all"]).stdout)

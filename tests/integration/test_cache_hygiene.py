@@ -145,7 +145,7 @@ def test_vacuum_frees_inactive_orphan_malformed_and_over_cap_and_nothing_else(
     over = [u for u in longest(ctx, 3) if u not in inactive]
     roomy = FeedCache(ctx.redis, ctx.prefix, 1000)  # written with a larger cap, earlier
     expected = expected_user_feeds(ctx.conn)
-    for top in load_tops(ctx.conn, "user", over, 1000):
+    for top in load_tops(ctx.conn, "user", over, 1000, ctx.retention):
         roomy.replace(key(ctx, top.feed.id), top.entries, False)
     ctx.redis.zadd(f"{ctx.prefix}feed:u:987654", {"c": float("-inf"), "1": 1.0})
     ctx.redis.zadd(f"{ctx.prefix}feed:c:987654", {"c": float("-inf")})

@@ -99,7 +99,7 @@ def test_pages_walk_the_whole_feed_through_cache_and_database(seeded: Context) -
     expected = expected_user_feeds(seeded.conn)
     longest = max(expected, key=lambda u: len(expected[u]))
     assert len(expected[longest]) > seeded.cap
-    reader = FeedReader(seeded.conn, seeded.cache, seeded.settings.cursor_secret)
+    reader = FeedReader.for_settings(seeded.conn, seeded.cache, seeded.settings)
     cold = read_all(reader, longest, 17)  # first page misses and fills the cache
     assert seeded.cache.members(f"{seeded.prefix}feed:u:{longest}") is not None
     warm = read_all(reader, longest, 17)  # cache first, then PostgreSQL past the cap
@@ -112,7 +112,7 @@ def test_community_feed_pages(seeded: Context) -> None:
         "SELECT community_id FROM posts GROUP BY 1 ORDER BY count(*) DESC LIMIT 1"
     ).fetchone()[0]
     expected = expected_community_feed(seeded.conn, community_id)
-    reader = FeedReader(seeded.conn, seeded.cache, seeded.settings.cursor_secret)
+    reader = FeedReader.for_settings(seeded.conn, seeded.cache, seeded.settings)
     items: list[tuple[int, float]] = []
     cursor = None
     while True:
@@ -150,30 +150,32 @@ def assert_same_feed_map(
         assert_same_feed(actual.get(user_id, []), feed)
 
 
-def test_rebuild_truncates_to_the_cap_in_both_stores(seeded: Context) -> None:
+def test_rebuild_keeps_the_whole_feed_and_caches_its_top_cap(seeded: Context) -> None:
     expected = expected_user_feeds(seeded.conn)
     users = sorted(expected)
     cached_users = users[::2]
     cache_ops.warm(seeded, "user", cached_users)
     report = rebuild_users(seeded, users)
     assert report.entries_before == sum(len(f) for f in expected.values())
-    assert report.entries_after == sum(min(len(f), seeded.cap) for f in expected.values())
+    assert report.entries_after == report.entries_before  # fan-out wrote the same feeds
+    assert (report.entries_added, report.entries_removed, report.entries_updated) == (0, 0, 0)
     assert report.cached_feeds_rewritten == len(cached_users)
     assert report.uncached_feeds == len(users) - len(cached_users)
     stored = stored_feeds(seeded)
     for user_id in users:
-        want = expected[user_id][: seeded.cap]
-        assert_same_feed(stored.get(user_id, []), want)
+        assert_same_feed(stored.get(user_id, []), expected[user_id])
         found = seeded.cache.members(f"{seeded.prefix}feed:u:{user_id}")
         if user_id in cached_users:
             assert found is not None
-            assert_same_feed(found[0], want)
+            assert_same_feed(found[0], expected[user_id][: seeded.cap])
         else:
             assert found is None  # a rebuild does not cache feeds that were not cached
 
 
 def test_rebuild_dry_run_changes_nothing(seeded: Context) -> None:
+    seeded.conn.execute("DELETE FROM feed_entry WHERE post_id % 4 = 0")
     before = stored_feeds(seeded)
     report = rebuild_users(seeded, sorted(before), dry_run=True)
-    assert report.entries_after < report.entries_before
+    assert report.entries_after > report.entries_before
+    assert report.entries_added == report.entries_after - report.entries_before
     assert stored_feeds(seeded) == before

@@ -5,6 +5,7 @@ Expected feeds come from tests/integration/expected.py (plain SQL and math)."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import signal
 import threading
@@ -54,12 +55,12 @@ def cached(ctx: Context, user_id: int) -> list[tuple[int, float]] | None:
 def assert_exact(ctx: Context, users: list[int], cached_users: set[int]) -> None:
     expected = expected_user_feeds(ctx.conn)
     for user_id in users:
-        want = expected[user_id][: ctx.cap]
+        want = expected[user_id]  # the whole feed: PostgreSQL is not truncated
         got = stored(ctx.conn, user_id)
         assert [p for p, _ in got] == [p for p, _ in want], user_id
         assert [s for _, s in got] == pytest.approx([s for _, s in want], abs=1e-9)
         if user_id in cached_users:
-            assert cached(ctx, user_id) == got
+            assert cached(ctx, user_id) == got[: ctx.cap]  # Redis holds the top cap
         else:
             assert cached(ctx, user_id) is None
 
@@ -73,14 +74,15 @@ def test_rebuild_is_exact_and_idempotent(seeded: Context) -> None:
     users = all_users(ctx)
     expected = expected_user_feeds(ctx.conn)
     cache_ops.warm(ctx, "user", users)
+    assert max(len(f) for f in expected.values()) > ctx.cap
+    ctx.conn.execute("DELETE FROM feed_entry WHERE post_id % 5 = 0")
     first = rebuild_users(ctx, users, chunk_size=40)
     assert first.users == len(users)
-    assert first.entries_before == sum(len(f) for f in expected.values())
-    assert first.entries_after == sum(min(len(f), ctx.cap) for f in expected.values())
-    assert first.entries_removed == first.entries_before - first.entries_after > 0
-    assert first.entries_added == first.entries_updated == 0
+    assert first.entries_after == sum(len(f) for f in expected.values())
+    assert first.entries_added == first.entries_after - first.entries_before > 0
+    assert first.entries_removed == first.entries_updated == 0
     assert first.cached_feeds_rewritten == len(users)
-    assert first.cached_entries_after == first.entries_after
+    assert first.cached_entries_after == sum(min(len(f), ctx.cap) for f in expected.values())
     assert_exact(ctx, users, set(users))
 
     second = rebuild_users(ctx, users, chunk_size=40)
@@ -111,7 +113,7 @@ def test_dry_run_counts_and_samples_what_a_rebuild_then_does(seeded: Context) ->
     assert plan.dry_run and plan.sample
     expected = expected_user_feeds(ctx.conn)
     for change in plan.sample:
-        top = dict(expected[change.user_id][: ctx.cap])
+        top = dict(expected[change.user_id])
         if change.change == "add":
             assert change.post_id in top and change.post_id not in dict(before[change.user_id])
         elif change.change == "remove":
@@ -150,8 +152,12 @@ def test_readers_see_the_old_feed_or_the_new_one_never_an_empty_or_partial_one(
     expected = expected_user_feeds(ctx.conn)
     watched = sorted(expected, key=lambda u: len(expected[u]), reverse=True)[:3]
     cache_ops.warm(ctx, "user", all_users(ctx))
+    shorter = dataclasses.replace(settings, feed_retention=_retention_cutting(ctx, watched))
     old = {u: [p for p, _ in expected[u]] for u in watched}
-    new = {u: old[u][: ctx.cap] for u in watched}
+    with open_context(shorter) as cutting:
+        rebuild_users(cutting, watched)
+        new = {u: [p for p, _ in stored(ctx.conn, u)] for u in watched}
+    rebuild_users(ctx, watched)
     assert all(len(old[u]) > len(new[u]) > 0 for u in watched)
     seen: dict[int, set[str]] = {u: set() for u in watched}
     wrong: list[tuple[int, list[int]]] = []
@@ -159,7 +165,7 @@ def test_readers_see_the_old_feed_or_the_new_one_never_an_empty_or_partial_one(
 
     def read_continuously() -> None:
         with open_context(settings) as reading:
-            reader = FeedReader(reading.conn, reading.cache, settings.cursor_secret)
+            reader = FeedReader.for_settings(reading.conn, reading.cache, settings)
             while not done.is_set():
                 for user_id in watched:
                     ids = [i.post_id for i in reader.user_feed(user_id, 500).items]
@@ -172,19 +178,34 @@ def test_readers_see_the_old_feed_or_the_new_one_never_an_empty_or_partial_one(
 
     thread = threading.Thread(target=read_continuously)
     thread.start()
-    # Truncate to the cap, then rebuild with a cap above every feed (the long feeds come
-    # back), and again: every change a reader could catch is a rebuild's swap.
+    # Rebuild with a retention that drops the older posts, then keeping everything (they
+    # come back), and again: every change a reader could catch is a rebuild's swap.
     try:
-        with open_context(dataclasses.replace(settings, feed_cap=1000)) as uncapped:
+        with open_context(shorter) as cutting:
             for _ in range(3):
+                rebuild_all(cutting, chunk_size=7)
                 rebuild_all(ctx, chunk_size=7)
-                rebuild_all(uncapped, chunk_size=7)
-            rebuild_all(ctx, chunk_size=7)
+            rebuild_all(cutting, chunk_size=7)
     finally:
         done.set()
         thread.join(timeout=60)
     assert not wrong, f"a reader saw a feed that was neither old nor new: {wrong[0]}"
     assert all(seen[u] == {"old", "new"} for u in watched), seen
+
+
+def _retention_cutting(ctx: Context, users: list[int]) -> str:
+    """A retention (in minutes) whose cutoff falls mid-way into the widest gap between the
+    middle half of these users' posts, so that it cuts the same posts for a while."""
+    times = sorted(
+        r[0]
+        for r in ctx.conn.execute(
+            "SELECT DISTINCT created_at FROM feed_entry WHERE user_id = ANY(%s)", (users,)
+        )
+    )
+    middle = times[len(times) // 4 : 3 * len(times) // 4]
+    start, end = max(itertools.pairwise(middle), key=lambda g: g[1] - g[0])
+    cutoff = start + (end - start) / 2
+    return f"{int((datetime.now(UTC) - cutoff).total_seconds() // 60)}m"
 
 
 def run_cli(settings: Settings, *args: str, kill_at: str | None = None) -> tuple[int, str]:

@@ -65,7 +65,7 @@ def test_redis_down_during_fanout_then_repair(fault_ctx: Context, own_redis: Emb
     }
     assert stored == {u: [p for p, _ in expected[u]] for u in users}
     # Reads still answer, from PostgreSQL.
-    reader = FeedReader(ctx.conn, ctx.cache, ctx.settings.cursor_secret)
+    reader = FeedReader.for_settings(ctx.conn, ctx.cache, ctx.settings)
     page = reader.user_feed(users[0], 10)
     assert page.source == "database"
     assert [i.post_id for i in page.items] == [p for p, _ in expected[users[0]][:10]]

@@ -250,7 +250,7 @@ def apply(ctx: Context, walk: Walk, action: str, rng: random.Random) -> None:
             change_membership(conn, feed.id, rng.choice(pool))
             fan_out_everything(ctx)
     elif action == "warm":
-        top = load_tops(conn, feed.kind, [feed.id], ctx.cap)[0]
+        top = load_tops(conn, feed.kind, [feed.id], ctx.cap, ctx.retention)[0]
         ctx.cache.replace(key, top.entries, top.truncated)
     walk.stayed &= set(live_feed(conn, feed))
 
@@ -313,7 +313,7 @@ def test_walk_never_repeats_nor_skips_while_the_feed_changes(
 def walk_while_changing(
     ctx: Context, kind: str, pick: int, limit: int, steps: list[str], randomness: random.Random
 ) -> None:
-    reader = FeedReader(ctx.conn, ctx.cache, ctx.settings.cursor_secret)
+    reader = FeedReader.for_settings(ctx.conn, ctx.cache, ctx.settings)
     feed = pick_feed(ctx.conn, kind, pick)
     if randomness.random() < 0.5:
         ctx.redis.delete(feed.key(ctx.prefix))  # half the walks begin on a cold cache
@@ -335,7 +335,7 @@ def walk_while_changing(
 def test_scores_that_change_mid_walk_keep_their_first_page_places(world: Context) -> None:
     """The two ways a plain (score, id) cursor fails, shown on purpose."""
     ctx = world
-    reader = FeedReader(ctx.conn, ctx.cache, ctx.settings.cursor_secret)
+    reader = FeedReader.for_settings(ctx.conn, ctx.cache, ctx.settings)
     user_id = ctx.conn.execute(
         "SELECT user_id FROM feed_entry GROUP BY 1 ORDER BY count(*) DESC LIMIT 1"
     ).fetchone()[0]
@@ -388,7 +388,7 @@ def test_every_score_change_is_recorded_with_the_score_before_it(world: Context)
 
 def test_a_stale_cache_is_not_shown_and_the_read_heals_it(world: Context) -> None:
     ctx = world
-    reader = FeedReader(ctx.conn, ctx.cache, ctx.settings.cursor_secret)
+    reader = FeedReader.for_settings(ctx.conn, ctx.cache, ctx.settings)
     feed = pick_feed(ctx.conn, "user", 7)
     key = feed.key(ctx.prefix)
     ctx.cache.replace(key, *_top(ctx, feed))
@@ -405,5 +405,5 @@ def test_a_stale_cache_is_not_shown_and_the_read_heals_it(world: Context) -> Non
 
 
 def _top(ctx: Context, feed: FeedRef) -> tuple[list[tuple[int, float]], bool]:
-    top = load_tops(ctx.conn, feed.kind, [feed.id], ctx.cap)[0]
+    top = load_tops(ctx.conn, feed.kind, [feed.id], ctx.cap, ctx.retention)[0]
     return top.entries, top.truncated

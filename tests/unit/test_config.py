@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,8 @@ def test_every_key_has_an_environment_variable(tmp_path: Path) -> None:
         "FEEDCTL_HEURISTIC": str(tmp_path / "h.toml"),
         "FEEDCTL_ACTIVE_WINDOW_DAYS": "0",
         "FEEDCTL_BATCH_SIZE": " 99 ",
-        "FEEDCTL_CURSOR_SECRET": "s3cret",
+        "FEEDCTL_CURSOR_SECRET": "new-secret-0123456789, old-secret-0123456789",
+        "FEEDCTL_FEED_RETENTION": "12h",
     }
     assert load_settings(None, None, environ) == Settings(
         database_url="postgresql://db/x",
@@ -87,7 +89,8 @@ def test_every_key_has_an_environment_variable(tmp_path: Path) -> None:
         heuristic=tmp_path / "h.toml",
         active_window_days=0,
         batch_size=99,
-        cursor_secret="s3cret",
+        cursor_secret=("new-secret-0123456789", "old-secret-0123456789"),
+        feed_retention="12h",
     )
 
 
@@ -235,4 +238,56 @@ def test_bad_flag_value_is_config_error(override: dict[str, Any]) -> None:
 def test_float_for_integer_setting_is_config_error(tmp_path: Path, line: str) -> None:
     config = _write(tmp_path / "c.toml", line + "\n")
     with pytest.raises(ConfigError):
+        load_settings(config, None, NO_ENV)
+
+
+def test_cursor_secrets_from_a_file_are_one_or_a_list(tmp_path: Path) -> None:
+    one = _write(tmp_path / "one.toml", 'cursor_secret = "a-secret-of-some-length"\n')
+    assert load_settings(one, None, NO_ENV).cursor_secret == ("a-secret-of-some-length",)
+    many = _write(
+        tmp_path / "many.toml", 'cursor_secret = ["new-secret-0123456", "old-secret-0123456"]\n'
+    )
+    assert load_settings(many, None, NO_ENV).cursor_secret == (
+        "new-secret-0123456",
+        "old-secret-0123456",
+    )
+    assert "secret-0123456" not in repr(load_settings(many, None, NO_ENV))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        '"short"',
+        '["long-enough-secret-1", "short"]',
+        '"feedctl-default-cursor-secret"',
+        "[1]",
+        "[]",
+    ],
+)
+def test_weak_or_retired_cursor_secrets_are_refused(tmp_path: Path, value: str) -> None:
+    config = _write(tmp_path / "c.toml", f"cursor_secret = {value}\n")
+    if value == "[]":
+        assert load_settings(config, None, NO_ENV).cursor_secret == ()
+        return
+    with pytest.raises(ConfigError, match=r"^cursor_secret"):
+        load_settings(config, None, NO_ENV)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("30d", timedelta(days=30)), ("12h", timedelta(hours=12)), ("0", None), (0, None)],
+)
+def test_feed_retention_is_a_duration_or_zero(
+    tmp_path: Path, text: str | int, expected: timedelta | None
+) -> None:
+    value = f'"{text}"' if isinstance(text, str) else str(text)
+    config = _write(tmp_path / "c.toml", f"feed_retention = {value}\n")
+    assert load_settings(config, None, NO_ENV).retention == expected
+    assert Settings().retention == timedelta(days=30)
+
+
+@pytest.mark.parametrize("value", ['"forever"', '"-1d"', "true", "2.5", '""'])
+def test_bad_feed_retention_is_named(tmp_path: Path, value: str) -> None:
+    config = _write(tmp_path / "c.toml", f"feed_retention = {value}\n")
+    with pytest.raises(ConfigError, match=r"^feed_retention"):
         load_settings(config, None, NO_ENV)

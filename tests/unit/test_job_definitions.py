@@ -30,15 +30,16 @@ def raw(**overrides: Any) -> dict[str, Any]:
     return job
 
 
-def test_shipped_jobs_are_the_six_scheduled_ones() -> None:
+def test_shipped_jobs_are_the_seven_scheduled_ones() -> None:
     jobs = {job.name: job for job in load_jobs(SHIPPED)}
-    assert set(jobs) == {"fanout", "rank", "warm", "repair", "verify", "vacuum"}
+    assert set(jobs) == {"fanout", "rank", "warm", "repair", "verify", "vacuum", "expire"}
     assert jobs["fanout"].command == "fanout"
     assert jobs["rank"].command == "rank"
     assert jobs["warm"].command == "cache warm"
     assert jobs["repair"].command == "cache repair"
     assert jobs["verify"].command == "cache verify"
     assert jobs["vacuum"].command == "cache vacuum"
+    assert jobs["expire"].command == "expire"
     for job in jobs.values():
         assert job.timeout_seconds >= 1 and job.lock and job.description
     assert len({job.lock for job in jobs.values()}) == len(jobs)
@@ -50,7 +51,7 @@ def test_the_checkout_folder_is_the_default(tmp_path: Path) -> None:
     assert jobs_dir(Settings(home=tmp_path)) == SHIPPED
     assert jobs_dir(Settings(home=tmp_path, jobs_dir=tmp_path)) == tmp_path
     assert [j.name for j in configured_jobs(Settings(home=tmp_path))] == sorted(
-        ["fanout", "rank", "warm", "repair", "verify", "vacuum"]
+        ["fanout", "rank", "warm", "repair", "verify", "vacuum", "expire"]
     )
 
 
@@ -108,7 +109,7 @@ def test_an_unknown_job_lists_the_known_ones() -> None:
     with pytest.raises(BadInputError) as caught:
         find_job(SHIPPED, "nightly")
     assert "no job named 'nightly'" in caught.value.message
-    assert "fanout, rank, repair, vacuum, verify, warm" in caught.value.message
+    assert "expire, fanout, rank, repair, vacuum, verify, warm" in caught.value.message
     with pytest.raises(BadInputError):
         find_job(SHIPPED, "../jobs/fanout")
     assert find_job(SHIPPED, "rank").name == "rank"

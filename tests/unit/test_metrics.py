@@ -13,6 +13,7 @@ from feedctl import metrics
 from feedctl.pipelines.cache_ops import CacheReport
 from feedctl.pipelines.cache_vacuum import VacuumReport
 from feedctl.pipelines.cache_verify import VerifyReport
+from feedctl.pipelines.expire import ExpireReport
 from feedctl.pipelines.fanout import FanoutReport
 from feedctl.pipelines.job_commands import COMMANDS
 from feedctl.pipelines.rank import RankReport
@@ -26,10 +27,11 @@ REPORTS = {
     "cache repair": CacheReport,
     "cache verify": VerifyReport,
     "cache vacuum": VacuumReport,
+    "expire": ExpireReport,
 }
 # Commands whose Redis writes, when they fail, are counted and marked for repair (verify
 # writes nothing to Redis; vacuum only drops and trims, and fails outright if Redis does).
-MARKS_FOR_REPAIR = {"fanout", "rank", "cache warm", "cache repair"}
+MARKS_FOR_REPAIR = {"fanout", "rank", "cache warm", "cache repair", "expire"}
 
 
 def samples(registry: CollectorRegistry) -> dict[str, float]:

@@ -9,13 +9,15 @@
 -- user_page_pinned --
 One page of a user's feed after a position, in its pinned order, with the pin (one row with NULL post when empty).
 WITH pin AS (
-    SELECT coalesce(%(pin_snapshot)s::pg_snapshot, pg_current_snapshot()) AS snapshot,
-           coalesce(%(pin_at)s::timestamptz, now()) AS at
+    SELECT snapshot, at, coalesce(at - %(retention)s::interval, '-infinity') AS since
+    FROM (SELECT coalesce(%(pin_snapshot)s::pg_snapshot, pg_current_snapshot()) AS snapshot,
+                 coalesce(%(pin_at)s::timestamptz, now()) AS at) taken
 ),
 changed AS MATERIALIZED (
     SELECT DISTINCT ON (c.post_id) c.post_id, c.old_score AS score
     FROM post_score_change c
     JOIN feed_entry fe ON fe.user_id = %(id)s AND fe.post_id = c.post_id
+                      AND fe.created_at >= (SELECT since FROM pin)
     WHERE c.txid >= pg_snapshot_xmin((SELECT snapshot FROM pin))
       AND NOT pg_visible_in_snapshot(c.txid, (SELECT snapshot FROM pin))
     ORDER BY c.post_id, c.id
@@ -23,6 +25,7 @@ changed AS MATERIALIZED (
 page AS (
     (SELECT fe.post_id, fe.score FROM feed_entry fe
      WHERE fe.user_id = %(id)s AND (fe.score, fe.post_id) < (%(score)s::float8, %(post_id)s::bigint)
+       AND fe.created_at >= (SELECT since FROM pin)
        AND fe.post_id NOT IN (SELECT post_id FROM changed)
        AND NOT EXISTS (SELECT 1 FROM posts p WHERE p.id = fe.post_id AND p.deleted_at IS NOT NULL)
      ORDER BY fe.score DESC, fe.post_id DESC
@@ -44,13 +47,15 @@ ORDER BY top.score DESC, top.post_id DESC
 -- community_page_pinned --
 One page of a community's feed after a position, in its pinned order, with the pin (one row with NULL post when empty).
 WITH pin AS (
-    SELECT coalesce(%(pin_snapshot)s::pg_snapshot, pg_current_snapshot()) AS snapshot,
-           coalesce(%(pin_at)s::timestamptz, now()) AS at
+    SELECT snapshot, at, coalesce(at - %(retention)s::interval, '-infinity') AS since
+    FROM (SELECT coalesce(%(pin_snapshot)s::pg_snapshot, pg_current_snapshot()) AS snapshot,
+                 coalesce(%(pin_at)s::timestamptz, now()) AS at) taken
 ),
 changed AS MATERIALIZED (
     SELECT DISTINCT ON (c.post_id) c.post_id, c.old_score AS score
     FROM post_score_change c
     JOIN post_score ps ON ps.post_id = c.post_id AND ps.community_id = %(id)s
+    JOIN posts p ON p.id = c.post_id AND p.created_at >= (SELECT since FROM pin)
     WHERE c.txid >= pg_snapshot_xmin((SELECT snapshot FROM pin))
       AND NOT pg_visible_in_snapshot(c.txid, (SELECT snapshot FROM pin))
     ORDER BY c.post_id, c.id
@@ -59,7 +64,8 @@ page AS (
     (SELECT ps.post_id, ps.score FROM post_score ps
      WHERE ps.community_id = %(id)s AND (ps.score, ps.post_id) < (%(score)s::float8, %(post_id)s::bigint)
        AND ps.post_id NOT IN (SELECT post_id FROM changed)
-       AND NOT EXISTS (SELECT 1 FROM posts p WHERE p.id = ps.post_id AND p.deleted_at IS NOT NULL)
+       AND NOT EXISTS (SELECT 1 FROM posts p WHERE p.id = ps.post_id
+                       AND (p.deleted_at IS NOT NULL OR p.created_at < (SELECT since FROM pin)))
      ORDER BY ps.score DESC, ps.post_id DESC
      LIMIT %(limit)s)
     UNION ALL
@@ -79,13 +85,15 @@ ORDER BY top.score DESC, top.post_id DESC
 -- user_cached_page_check --
 What a page read from a user's cached feed must agree with: the pin, the live unchanged entries among the cached ids (current score), the changed entries below the position (pinned score), and how many live unchanged entries lie between the floor and the position.
 WITH pin AS (
-    SELECT coalesce(%(pin_snapshot)s::pg_snapshot, pg_current_snapshot()) AS snapshot,
-           coalesce(%(pin_at)s::timestamptz, now()) AS at
+    SELECT snapshot, at, coalesce(at - %(retention)s::interval, '-infinity') AS since
+    FROM (SELECT coalesce(%(pin_snapshot)s::pg_snapshot, pg_current_snapshot()) AS snapshot,
+                 coalesce(%(pin_at)s::timestamptz, now()) AS at) taken
 ),
 changed AS MATERIALIZED (
     SELECT DISTINCT ON (c.post_id) c.post_id, c.old_score AS score
     FROM post_score_change c
     JOIN feed_entry fe ON fe.user_id = %(id)s AND fe.post_id = c.post_id
+                      AND fe.created_at >= (SELECT since FROM pin)
     WHERE c.txid >= pg_snapshot_xmin((SELECT snapshot FROM pin))
       AND NOT pg_visible_in_snapshot(c.txid, (SELECT snapshot FROM pin))
     ORDER BY c.post_id, c.id
@@ -93,6 +101,7 @@ changed AS MATERIALIZED (
 listed AS (
     SELECT false AS changed, fe.post_id, fe.score FROM feed_entry fe
     WHERE fe.user_id = %(id)s AND fe.post_id = ANY(%(post_ids)s::bigint[])
+      AND fe.created_at >= (SELECT since FROM pin)
       AND fe.post_id NOT IN (SELECT post_id FROM changed)
     UNION ALL
     SELECT true, post_id, score FROM changed WHERE (score, post_id) < (%(score)s::float8, %(post_id)s::bigint)
@@ -102,6 +111,7 @@ in_range AS (
     WHERE fe.user_id = %(id)s
       AND (fe.score, fe.post_id) < (%(score)s::float8, %(post_id)s::bigint)
       AND (fe.score, fe.post_id) >= (%(floor_score)s::float8, %(floor_post_id)s::bigint)
+      AND fe.created_at >= (SELECT since FROM pin)
       AND fe.post_id NOT IN (SELECT post_id FROM changed)
       AND NOT EXISTS (SELECT 1 FROM posts p WHERE p.id = fe.post_id AND p.deleted_at IS NOT NULL)
 )
@@ -113,13 +123,15 @@ LEFT JOIN (listed l JOIN posts p ON p.id = l.post_id AND p.deleted_at IS NULL) O
 -- community_cached_page_check --
 What a page read from a community's cached feed must agree with: the pin, the live unchanged posts among the cached ids (current score), the changed posts below the position (pinned score), and how many live unchanged posts lie between the floor and the position.
 WITH pin AS (
-    SELECT coalesce(%(pin_snapshot)s::pg_snapshot, pg_current_snapshot()) AS snapshot,
-           coalesce(%(pin_at)s::timestamptz, now()) AS at
+    SELECT snapshot, at, coalesce(at - %(retention)s::interval, '-infinity') AS since
+    FROM (SELECT coalesce(%(pin_snapshot)s::pg_snapshot, pg_current_snapshot()) AS snapshot,
+                 coalesce(%(pin_at)s::timestamptz, now()) AS at) taken
 ),
 changed AS MATERIALIZED (
     SELECT DISTINCT ON (c.post_id) c.post_id, c.old_score AS score
     FROM post_score_change c
     JOIN post_score ps ON ps.post_id = c.post_id AND ps.community_id = %(id)s
+    JOIN posts p ON p.id = c.post_id AND p.created_at >= (SELECT since FROM pin)
     WHERE c.txid >= pg_snapshot_xmin((SELECT snapshot FROM pin))
       AND NOT pg_visible_in_snapshot(c.txid, (SELECT snapshot FROM pin))
     ORDER BY c.post_id, c.id
@@ -127,6 +139,8 @@ changed AS MATERIALIZED (
 listed AS (
     SELECT false AS changed, ps.post_id, ps.score FROM post_score ps
     WHERE ps.community_id = %(id)s AND ps.post_id = ANY(%(post_ids)s::bigint[])
+      AND EXISTS (SELECT 1 FROM posts p WHERE p.id = ps.post_id
+                  AND p.created_at >= (SELECT since FROM pin))
       AND ps.post_id NOT IN (SELECT post_id FROM changed)
     UNION ALL
     SELECT true, post_id, score FROM changed WHERE (score, post_id) < (%(score)s::float8, %(post_id)s::bigint)
@@ -137,7 +151,8 @@ in_range AS (
       AND (ps.score, ps.post_id) < (%(score)s::float8, %(post_id)s::bigint)
       AND (ps.score, ps.post_id) >= (%(floor_score)s::float8, %(floor_post_id)s::bigint)
       AND ps.post_id NOT IN (SELECT post_id FROM changed)
-      AND NOT EXISTS (SELECT 1 FROM posts p WHERE p.id = ps.post_id AND p.deleted_at IS NOT NULL)
+      AND NOT EXISTS (SELECT 1 FROM posts p WHERE p.id = ps.post_id
+                       AND (p.deleted_at IS NOT NULL OR p.created_at < (SELECT since FROM pin)))
 )
 SELECT pin.snapshot::text, pin.at, in_range.entries, l.changed, l.post_id, p.community_id,
        p.author_id, p.created_at, l.score
@@ -145,7 +160,7 @@ FROM pin CROSS JOIN in_range
 LEFT JOIN (listed l JOIN posts p ON p.id = l.post_id AND p.deleted_at IS NULL) ON true
 
 -- rebuild_user_feeds_apply --
-Rewrite several users' feeds to their recomputed top cap in one statement (delete what should go, insert what is missing, fix rows that differ); counts before, after, removed, added, updated.
+Rewrite several users' feeds to their recomputed retained feed in one statement (delete what should go, insert what is missing, fix rows that differ); counts before, after, removed, added, updated.
 WITH desired AS MATERIALIZED (
     SELECT u.id AS user_id, top.post_id, top.community_id, top.author_id, top.score,
            top.created_at
@@ -156,8 +171,7 @@ WITH desired AS MATERIALIZED (
         JOIN post_score ps ON ps.community_id = m.community_id
         JOIN posts p ON p.id = ps.post_id AND p.deleted_at IS NULL
         WHERE m.user_id = u.id
-        ORDER BY ps.score DESC, ps.post_id DESC
-        LIMIT %(cap)s
+          AND p.created_at >= coalesce(%(since)s::timestamptz, '-infinity')
     ) top
 ),
 before AS (SELECT count(*) AS entries FROM feed_entry WHERE user_id = ANY(%(ids)s)),
@@ -197,8 +211,7 @@ WITH desired AS MATERIALIZED (
         JOIN post_score ps ON ps.community_id = m.community_id
         JOIN posts p ON p.id = ps.post_id AND p.deleted_at IS NULL
         WHERE m.user_id = u.id
-        ORDER BY ps.score DESC, ps.post_id DESC
-        LIMIT %(cap)s
+          AND p.created_at >= coalesce(%(since)s::timestamptz, '-infinity')
     ) top
 ),
 present AS MATERIALIZED (
@@ -292,7 +305,9 @@ CROSS JOIN LATERAL (
     SELECT count(*) AS entries,
            string_agg(t.score::text || ' ' || t.post_id::text, ' '
                       ORDER BY t.score DESC, t.post_id DESC) AS pairs
-    FROM (SELECT post_id, score FROM feed_entry WHERE user_id = u.id
+    FROM (SELECT post_id, score FROM feed_entry
+          WHERE user_id = u.id
+            AND created_at >= coalesce(now() - %(retention)s::interval, '-infinity')
           ORDER BY score DESC, post_id DESC LIMIT %(limit)s) t
 ) top
 ORDER BY u.n
@@ -305,7 +320,10 @@ CROSS JOIN LATERAL (
     SELECT count(*) AS entries,
            string_agg(t.score::text || ' ' || t.post_id::text, ' '
                       ORDER BY t.score DESC, t.post_id DESC) AS pairs
-    FROM (SELECT post_id, score FROM post_score WHERE community_id = c.id
+    FROM (SELECT ps.post_id, ps.score FROM post_score ps
+          WHERE ps.community_id = c.id
+            AND EXISTS (SELECT 1 FROM posts p WHERE p.id = ps.post_id
+                        AND p.created_at >= coalesce(now() - %(retention)s::interval, '-infinity'))
           ORDER BY score DESC, post_id DESC LIMIT %(limit)s) t
 ) top
 ORDER BY c.n

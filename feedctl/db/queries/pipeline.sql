@@ -89,13 +89,14 @@ FROM score_stage st
 WHERE fe.post_id = st.post_id AND fe.score IS DISTINCT FROM st.score
 
 -- fan_out_posts --
-Write an entry for every member of each post's community (live, scored posts only).
+Write an entry for every member of each post's community (live, scored posts created since the retention cutoff only).
 INSERT INTO feed_entry (user_id, post_id, community_id, author_id, score, created_at)
 SELECT m.user_id, p.id, p.community_id, p.author_id, ps.score, p.created_at
 FROM posts p
 JOIN post_score ps ON ps.post_id = p.id
 JOIN memberships m ON m.community_id = p.community_id
 WHERE p.id = ANY(%(post_ids)s) AND p.deleted_at IS NULL
+  AND p.created_at >= coalesce(%(since)s::timestamptz, '-infinity')
 ORDER BY m.user_id, p.id
 ON CONFLICT (user_id, post_id) DO NOTHING
 
@@ -107,6 +108,7 @@ FROM posts p
 JOIN post_score ps ON ps.post_id = p.id
 JOIN memberships m ON m.community_id = p.community_id
 WHERE p.id = ANY(%(post_ids)s) AND p.deleted_at IS NULL
+  AND p.created_at >= coalesce(%(since)s::timestamptz, '-infinity')
 ORDER BY m.user_id, p.id
 
 -- scored_post_ids --
@@ -124,17 +126,14 @@ WITH gone AS (DELETE FROM feed_entry WHERE post_id = ANY(%(post_ids)s) RETURNING
 SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM unscored)
 
 -- merge_community_into_feed --
-A member who joined gets the community's best live posts, up to the cap.
+A member who joined gets the community's whole retained feed: every live scored post created since the cutoff.
 INSERT INTO feed_entry (user_id, post_id, community_id, author_id, score, created_at)
 SELECT m.user_id, p.id, p.community_id, p.author_id, ps.score, p.created_at
 FROM memberships m
-CROSS JOIN LATERAL (
-    SELECT post_id, score FROM post_score
-    WHERE community_id = m.community_id
-    ORDER BY score DESC, post_id DESC LIMIT %(cap)s
-) ps
+JOIN post_score ps ON ps.community_id = m.community_id
 JOIN posts p ON p.id = ps.post_id AND p.deleted_at IS NULL
 WHERE m.community_id = %(community_id)s AND m.user_id = %(user_id)s
+  AND p.created_at >= coalesce(%(since)s::timestamptz, '-infinity')
 ON CONFLICT (user_id, post_id) DO NOTHING
 
 -- remove_community_from_feed --
@@ -150,8 +149,10 @@ SELECT community_id, user_id FROM memberships
 WHERE community_id = ANY(%(community_ids)s) ORDER BY community_id, user_id
 
 -- post_scores --
-Current scores and communities of posts.
-SELECT post_id, community_id, score FROM post_score WHERE post_id = ANY(%(post_ids)s)
+Current scores and communities of posts created since the retention cutoff.
+SELECT ps.post_id, ps.community_id, ps.score
+FROM post_score ps JOIN posts p ON p.id = ps.post_id
+WHERE ps.post_id = ANY(%(post_ids)s) AND p.created_at >= coalesce(%(since)s::timestamptz, '-infinity')
 
 -- mark_for_repair --
 Remember that these feeds' caches missed a write.
@@ -173,21 +174,24 @@ How many feeds are marked for repair.
 SELECT count(*) FROM feed_repair
 
 -- user_feed_tops --
-The best cap+1 entries of each of several user feeds.
+The best cap+1 retained entries of each of several user feeds.
 SELECT u.id, top.post_id, top.score
 FROM unnest(%(ids)s::bigint[]) AS u(id)
 CROSS JOIN LATERAL (
-    SELECT post_id, score FROM feed_entry WHERE user_id = u.id
+    SELECT post_id, score FROM feed_entry
+    WHERE user_id = u.id AND created_at >= coalesce(now() - %(retention)s::interval, '-infinity')
     ORDER BY score DESC, post_id DESC LIMIT %(limit)s
 ) top
 
 -- community_feed_tops --
-The best cap+1 live posts of each of several communities.
+The best cap+1 live retained posts of each of several communities.
 SELECT c.id, top.post_id, top.score
 FROM unnest(%(ids)s::bigint[]) AS c(id)
 CROSS JOIN LATERAL (
     SELECT ps.post_id, ps.score FROM post_score ps
     WHERE ps.community_id = c.id
+      AND EXISTS (SELECT 1 FROM posts p WHERE p.id = ps.post_id
+                  AND p.created_at >= coalesce(now() - %(retention)s::interval, '-infinity'))
     ORDER BY ps.score DESC, ps.post_id DESC LIMIT %(limit)s
 ) top
 
@@ -279,3 +283,48 @@ WHERE community_id = ANY(%(ids)s) GROUP BY community_id
 The cache has every write up to this position: clear the range unless a newer batch committed.
 UPDATE feed_offset_state SET cache_from_txid = NULL, cache_from_event_id = NULL
 WHERE consumer = %(consumer)s AND last_txid = %(txid)s::xid8 AND last_event_id = %(event_id)s
+
+-- cursor_secret --
+The random secret `migrate up` made for signing this database's cursors.
+SELECT value FROM feedctl_secret WHERE name = 'cursor'
+
+-- retention_cutoff --
+The oldest creation time a feed keeps now (NULL: retention is off and feeds keep everything).
+SELECT now() - %(retention)s::interval
+
+-- retention_position --
+How far `feedctl expire` got, and under which retention.
+SELECT retention_seconds, last_created_at, last_post_id FROM feed_retention_state
+WHERE name = %(name)s
+
+-- expired_posts_count --
+How many posts past a position were created before the cutoff.
+SELECT count(*) FROM posts
+WHERE (created_at, id) > (%(after_created_at)s::timestamptz, %(after_post_id)s::bigint)
+  AND created_at < %(cutoff)s
+
+-- expired_posts_page --
+The next posts, in (created_at, id) order after a position, created before the cutoff.
+SELECT id, community_id, created_at FROM posts
+WHERE (created_at, id) > (%(after_created_at)s::timestamptz, %(after_post_id)s::bigint)
+  AND created_at < %(cutoff)s
+ORDER BY created_at, id
+LIMIT %(limit)s
+
+-- count_post_entries --
+How many feed entries these posts have.
+SELECT count(*) FROM feed_entry WHERE post_id = ANY(%(post_ids)s)
+
+-- delete_post_feed_entries --
+Remove these posts from every user's feed (their scores stay: community feeds filter by age).
+DELETE FROM feed_entry WHERE post_id = ANY(%(post_ids)s)
+
+-- advance_retention --
+Record how far `feedctl expire` got, in the transaction that removed the entries.
+INSERT INTO feed_retention_state AS s
+    (name, retention_seconds, last_created_at, last_post_id, entries_removed)
+VALUES (%(name)s, %(retention_seconds)s, %(created_at)s, %(post_id)s, %(removed)s)
+ON CONFLICT (name) DO UPDATE
+SET retention_seconds = excluded.retention_seconds, last_created_at = excluded.last_created_at,
+    last_post_id = excluded.last_post_id,
+    entries_removed = s.entries_removed + excluded.entries_removed, updated_at = now()
