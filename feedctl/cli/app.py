@@ -30,7 +30,7 @@ app = typer.Typer(
     cls=FeedctlGroup,
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
-    add_completion=False,
+    add_completion=True,
 )
 
 
