@@ -44,7 +44,10 @@ def _version(value: bool) -> None:
 def main_options(
     ctx: typer.Context,
     config: Path | None = typer.Option(
-        None, "--config", help="Path of feedctl.toml (default: $FEEDCTL_CONFIG, ./feedctl.toml)."
+        None,
+        "--config",
+        help="Path of feedctl.toml (default: $FEEDCTL_CONFIG, else the first of ./feedctl.toml, "
+        "$XDG_CONFIG_HOME/feedctl/feedctl.toml, /etc/feedctl/feedctl.toml).",
     ),
     database_url: str | None = typer.Option(
         None, "--database-url", help="PostgreSQL URL (default: $FEEDCTL_DATABASE_URL, embedded)."
