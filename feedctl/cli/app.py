@@ -46,8 +46,8 @@ def main_options(
     config: Path | None = typer.Option(
         None,
         "--config",
-        help="Path of feedctl.toml (default: $FEEDCTL_CONFIG, else the first of ./feedctl.toml, "
-        "$XDG_CONFIG_HOME/feedctl/feedctl.toml, /etc/feedctl/feedctl.toml).",
+        help="Path of feedctl.toml (default: $FEEDCTL_CONFIG, else the first feedctl.toml in "
+        "., $XDG_CONFIG_HOME/feedctl, /etc/feedctl).",
     ),
     database_url: str | None = typer.Option(
         None, "--database-url", help="PostgreSQL URL (default: $FEEDCTL_DATABASE_URL, embedded)."
