@@ -3,16 +3,29 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Every dependency pinned (with the dev and embedded extras), so each clone installs the
+# same versions. After changing dependencies in pyproject.toml, run `make lock`.
+LOCK := requirements.lock
 
-.PHONY: install tools demo test lint format bench clean
+.PHONY: install lock tools demo test lint format bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Resolve pyproject.toml's dependencies again into requirements.lock, keeping the pinned
+# versions that still fit; `make lock LOCK_FLAGS=--upgrade` moves everything to the newest.
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet uv
+	UV_CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/uv pip compile pyproject.toml \
+		--extra dev --extra embedded --python-version 3.11 --universal --quiet \
+		$(LOCK_FLAGS) -o $(LOCK)
 
 # promtool and prometheus-pushgateway for the alert-rule and Pushgateway tests: installed
 # with apt-get only when missing; their services are never started.

@@ -2,6 +2,8 @@
 
 The file is a flat TOML table whose keys are the field names of `Settings`.
 Every key has an environment variable: `FEEDCTL_` and the key in capitals.
+The file is `--config`, else $FEEDCTL_CONFIG, else the first that exists of
+./feedctl.toml, $XDG_CONFIG_HOME/feedctl/feedctl.toml and /etc/feedctl/feedctl.toml.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from feedctl.errors import ConfigError, FeedctlError
 ENV_PREFIX = "FEEDCTL_"
 CONFIG_ENV = "FEEDCTL_CONFIG"
 DEFAULT_CONFIG_FILE = "feedctl.toml"
+# Searched last, after the current directory and the user's XDG config folder.
+SYSTEM_CONFIG_FILES: tuple[Path, ...] = (Path("/etc/feedctl/feedctl.toml"),)
 
 
 def default_home() -> Path:
@@ -32,6 +36,9 @@ def default_home() -> Path:
 class Settings:
     """Everything feedctl reads from the outside world, validated."""
 
+    # The file the settings were read from, None when there was none. Not a key: it is
+    # never read from a file or a variable.
+    config_file: Path | None = dataclasses.field(default=None, compare=False, kw_only=True)
     database_url: str | None = None
     redis_url: str | None = None
     pushgateway_url: str | None = None
@@ -54,7 +61,7 @@ class Settings:
         return parse_retention(self.feed_retention)
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "config_file"}
 _INT_MINIMUMS = {"feed_cap": 1, "active_window_days": 0, "batch_size": 1}
 MIN_SECRET_CHARS = 16
 # The secret early versions signed every install's cursors with: public, so never accepted.
@@ -158,6 +165,21 @@ def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
     return values
 
 
+def config_search_path(environ: Mapping[str, str]) -> list[Path]:
+    """Where the file is looked for when neither --config nor $FEEDCTL_CONFIG names one."""
+    xdg = environ.get("XDG_CONFIG_HOME", "")
+    user = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".config"
+    return [Path(DEFAULT_CONFIG_FILE), user / "feedctl" / DEFAULT_CONFIG_FILE, *SYSTEM_CONFIG_FILES]
+
+
+def find_config_file(config_path: Path | None, environ: Mapping[str, str]) -> Path | None:
+    """The file to read: the one named (which must exist), else the first one found."""
+    explicit = config_path or (Path(environ[CONFIG_ENV]) if environ.get(CONFIG_ENV) else None)
+    if explicit is not None:
+        return explicit
+    return next((path for path in config_search_path(environ) if path.is_file()), None)
+
+
 def load_settings(
     config_path: Path | None = None,
     overrides: Mapping[str, Any] | None = None,
@@ -166,15 +188,14 @@ def load_settings(
     """Resolve settings from flags (`overrides`), environment, file and defaults."""
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
-    explicit = config_path or (Path(env[CONFIG_ENV]) if env.get(CONFIG_ENV) else None)
-    if explicit is not None:
-        values.update(read_config_file(explicit))
-    elif Path(DEFAULT_CONFIG_FILE).is_file():
-        values.update(read_config_file(Path(DEFAULT_CONFIG_FILE)))
+    config_file = find_config_file(config_path, env)
+    if config_file is not None:
+        values.update(read_config_file(config_file))
     values.update(_from_environment(env))
     for key, value in (overrides or {}).items():
         if key not in _FIELDS:
             raise ConfigError(f"unknown setting {key!r}")
         if value is not None:
             values[key] = _coerce(key, value, "command line")
-    return Settings(**values)
+    found = None if config_file is None else config_file.absolute()
+    return Settings(**values, config_file=found)

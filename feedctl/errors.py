@@ -29,6 +29,10 @@ class ConfigError(FeedctlError):
     exit_code = EXIT_USAGE
 
 
+class NotInstalledError(ConfigError):
+    """Something needs an optional part of feedctl whose extra is not installed."""
+
+
 class BadInputError(FeedctlError):
     """The user asked for something that cannot be: a bad id, cursor or value."""
 

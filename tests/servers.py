@@ -1,8 +1,9 @@
 """How tests find their PostgreSQL and Redis servers.
 
 Order: the FEEDCTL_TEST_*_URL variables, then Testcontainers when a Docker engine
-answers, then private embedded servers under the test's temporary folder. Only
-servers started here are ever stopped here.
+answers, then private embedded servers under the test's temporary folder (they come
+with the `embedded` extra, which `make test` installs). Only servers started here are
+ever stopped here.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ app = typer.Typer(
     cls=FeedctlGroup,
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
-    add_completion=False,
+    add_completion=True,
 )
 
 
@@ -45,7 +45,10 @@ def _version(value: bool) -> None:
 def main_options(
     ctx: typer.Context,
     config: Path | None = typer.Option(
-        None, "--config", help="Path of feedctl.toml (default: $FEEDCTL_CONFIG, ./feedctl.toml)."
+        None,
+        "--config",
+        help="Path of feedctl.toml (default: $FEEDCTL_CONFIG, else the first feedctl.toml in "
+        "., $XDG_CONFIG_HOME/feedctl, /etc/feedctl).",
     ),
     database_url: str | None = typer.Option(
         None, "--database-url", help="PostgreSQL URL (default: $FEEDCTL_DATABASE_URL, embedded)."

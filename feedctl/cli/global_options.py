@@ -17,6 +17,7 @@ from typing import Any
 import typer
 import typer.core
 
+from feedctl.cli.help_text import reflow_help
 from feedctl.cli.state import state_of
 
 # Parameter names of the root callback that every command accepts too.
@@ -39,13 +40,16 @@ def apply_global_options(ctx: typer.Context, values: dict[str, Any]) -> None:
 
 
 class FeedctlGroup(typer.core.TyperGroup):
-    """The root group: gives every command below it the global options."""
+    """The root group: gives every command below it the global options, and reflows the
+    help texts of all of them (see help_text.py)."""
 
     def __init__(self, **attrs: Any) -> None:
         super().__init__(**attrs)
         shared = [p for p in self.params if p.name in GLOBAL_NAMES]
+        reflow_help(self)
         for command in _descendants(self):
             _accept_global_options(command, shared)
+            reflow_help(command)
 
 
 def _descendants(group: typer.core.TyperGroup) -> Iterator[Any]:

@@ -36,6 +36,7 @@ def _when(moment: object) -> str:
 
 
 def _render(report: SystemStatus) -> None:
+    stdout.print(f"config: {report.config_file or 'none: defaults and environment'}", markup=False)
     pending = len(report.migrations_pending)
     stdout.print(f"migrations: {report.migrations_applied} applied, {pending} pending")
     for lag in report.consumers:

@@ -62,6 +62,7 @@ class CacheCoverage:
 
 @dataclasses.dataclass
 class SystemStatus:
+    config_file: str | None = None  # None: defaults and environment only
     migrations_applied: int = 0
     migrations_pending: list[str] = dataclasses.field(default_factory=list)
     migrations_changed: list[str] = dataclasses.field(default_factory=list)
@@ -89,7 +90,8 @@ class Thresholds:
 def system_status(ctx: Context, thresholds: Thresholds | None = None) -> SystemStatus:
     """Everything `feedctl status` shows; `attention` lists what an operator should look at."""
     limits = thresholds or Thresholds()
-    status = SystemStatus()
+    config_file = ctx.settings.config_file
+    status = SystemStatus(config_file=None if config_file is None else str(config_file))
     _migrations(ctx, status)
     if status.migrations_pending or status.migrations_changed:
         return status  # the other tables may not exist yet

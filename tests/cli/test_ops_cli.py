@@ -146,5 +146,19 @@ def test_status_of_an_unmigrated_database(empty_database_url: str, redis_server_
     assert "feedctl migrate up" in report["attention"][0]
 
 
+def test_status_shows_which_config_file_it_read(
+    empty_database_url: str, redis_server_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    args = ["--database-url", empty_database_url, "--redis-url", redis_server_url]
+    monkeypatch.chdir(tmp_path)
+    none = invoke([*args, "status"])
+    assert none.stdout.splitlines()[0] == "config: none: defaults and environment"
+    assert json.loads(invoke([*args, "--json", "status"]).stdout)["config_file"] is None
+    found = tmp_path / "feedctl.toml"
+    found.write_text("feed_cap = 50\n")
+    assert invoke([*args, "status"]).stdout.splitlines()[0] == f"config: {found}"
+    assert json.loads(invoke([*args, "--json", "status"]).stdout)["config_file"] == str(found)
+
+
 def test_status_rejects_a_bad_threshold(base_args: list[str]) -> None:
     assert_clean_error(invoke([*base_args, "status", "--max-lag", "soon"]), 2, "duration 'soon'")

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from feedctl import config as config_module
 from feedctl.config import Settings, load_settings
 from feedctl.errors import EXIT_USAGE, ConfigError
 
@@ -18,11 +19,15 @@ DEFAULTS = {field.name: field.default for field in dataclasses.fields(Settings)}
 
 @pytest.fixture(autouse=True)
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Run in an empty directory (no stray ./feedctl.toml) with a known XDG home."""
+    """Run in an empty directory (no stray ./feedctl.toml) with a known XDG home, and no
+    config file in the user's or the system's config folder."""
     work = tmp_path / "cwd"
     work.mkdir()
     monkeypatch.chdir(work)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    monkeypatch.setattr(config_module, "SYSTEM_CONFIG_FILES", ())
     return work
 
 
@@ -291,3 +296,81 @@ def test_bad_feed_retention_is_named(tmp_path: Path, value: str) -> None:
     config = _write(tmp_path / "c.toml", f"feed_retention = {value}\n")
     with pytest.raises(ConfigError, match=r"^feed_retention"):
         load_settings(config, None, NO_ENV)
+
+
+# --- which file: --config, $FEEDCTL_CONFIG, ./feedctl.toml, XDG config folder, /etc -------
+
+
+@pytest.fixture
+def searched(tmp_path: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """A file at each searched place, in search order, each with its own feed_cap (1, 2, 3)."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    system = tmp_path / "etc" / "feedctl" / "feedctl.toml"
+    monkeypatch.setattr(config_module, "SYSTEM_CONFIG_FILES", (system,))
+    places = [workdir / "feedctl.toml", tmp_path / "xdg-config" / "feedctl" / "feedctl.toml"]
+    places.append(system)
+    for cap, path in enumerate(places, start=1):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write(path, f"feed_cap = {cap}\n")
+    return places
+
+
+def test_search_order_first_existing_file_wins(searched: list[Path]) -> None:
+    for cap, path in enumerate(searched, start=1):
+        settings = load_settings()
+        assert (settings.feed_cap, settings.config_file) == (cap, path)
+        path.unlink()
+    settings = load_settings()
+    assert (settings.feed_cap, settings.config_file) == (DEFAULTS["feed_cap"], None)
+
+
+def test_named_file_beats_every_searched_one(searched: list[Path], tmp_path: Path) -> None:
+    named = _write(tmp_path / "named.toml", "feed_cap = 9\n")
+    from_env = _write(tmp_path / "from-env.toml", "feed_cap = 8\n")
+    assert load_settings(named).config_file == named
+    assert load_settings(named, None, {"FEEDCTL_CONFIG": str(from_env)}).feed_cap == 9
+    settings = load_settings(None, None, {"FEEDCTL_CONFIG": str(from_env)})
+    assert (settings.feed_cap, settings.config_file) == (8, from_env)
+
+
+@pytest.mark.parametrize("how", ["flag", "variable"])
+def test_missing_named_file_is_an_error_even_when_others_exist(
+    searched: list[Path], tmp_path: Path, how: str
+) -> None:
+    missing = tmp_path / "nope.toml"
+    with pytest.raises(ConfigError, match="does not exist"):
+        if how == "flag":
+            load_settings(missing)
+        else:
+            load_settings(None, None, {"FEEDCTL_CONFIG": str(missing)})
+
+
+def test_user_config_folder_defaults_to_dot_config(tmp_path: Path) -> None:
+    path = tmp_path / "user" / ".config" / "feedctl" / "feedctl.toml"
+    path.parent.mkdir(parents=True)
+    _write(path, "feed_cap = 5\n")
+    settings = load_settings(None, None, NO_ENV)
+    assert (settings.feed_cap, settings.config_file) == (5, path)
+    relative = {"XDG_CONFIG_HOME": "relative/dir"}  # not absolute: ignored, as XDG says
+    assert load_settings(None, None, relative).config_file == path
+    elsewhere = {"XDG_CONFIG_HOME": str(tmp_path / "empty")}
+    assert load_settings(None, None, elsewhere).config_file is None
+
+
+def test_a_malformed_searched_file_is_named(searched: list[Path]) -> None:
+    searched[0].unlink()
+    _write(searched[1], "feed_cap = = 2\n")
+    with pytest.raises(ConfigError, match="is not valid TOML") as info:
+        load_settings()
+    assert str(searched[1]) in info.value.message
+
+
+def test_config_file_is_absolute_and_not_a_key(workdir: Path) -> None:
+    _write(workdir / "mine.toml", "feed_cap = 4\n")
+    assert load_settings(Path("mine.toml"), None, NO_ENV).config_file == workdir / "mine.toml"
+    _write(workdir / "bad.toml", 'config_file = "/elsewhere.toml"\n')
+    with pytest.raises(ConfigError, match="unknown key 'config_file'"):
+        load_settings(Path("bad.toml"), None, NO_ENV)
+    assert load_settings(None, None, {"FEEDCTL_CONFIG_FILE": "/x.toml"}).config_file is None
+    with pytest.raises(ConfigError, match="unknown setting 'config_file'"):
+        load_settings(None, {"config_file": "/x.toml"}, NO_ENV)
