@@ -53,10 +53,10 @@ from benchlib.servers import bench_target, delete_keys, note
 
 from feedctl.config import Settings
 from feedctl.context import Context, open_context
+from feedctl.db.feed_tops import text_top_batches
 from feedctl.db.migrations import upgrade
 from feedctl.pipelines import cache_ops
 from feedctl.pipelines.cache_verify import verify
-from feedctl.pipelines.feed_source import text_top_batches
 from feedctl.pipelines.rank import run_rank
 from feedctl.read.pages import FeedReader
 from feedctl.synth import SeedReport, SeedSpec, seed

@@ -15,16 +15,17 @@ import psycopg
 from feedctl.cache.client import REDIS_ERRORS
 from feedctl.cache.keys import KINDS, FeedKind, FeedRef
 from feedctl.context import Context
-from feedctl.db.sql_blocks import query
-from feedctl.errors import NotFoundError
-from feedctl.pipelines import repair_marks
-from feedctl.pipelines.feed_source import (
+from feedctl.db.feed_tops import (
     FeedTop,
     TextTop,
     load_tops,
     member_pages,
     text_top_batches,
 )
+from feedctl.db.owners import require_community
+from feedctl.db.sql_blocks import query
+from feedctl.errors import NotFoundError
+from feedctl.pipelines import repair_marks
 
 Progress = Callable[[int], None]
 FEEDS_PER_CHUNK = 200
@@ -271,18 +272,6 @@ def warm_community(
 def community_member_ids(ctx: Context, community_id: int) -> list[int]:
     require_community(ctx.conn, community_id)
     return [user for page in member_pages(ctx.conn, community_id) for user in page]
-
-
-def require_user(conn: psycopg.Connection[Any], user_id: int) -> None:
-    row = conn.execute(query("user_exists"), {"id": user_id}).fetchone()
-    if not row or not row[0]:
-        raise NotFoundError(f"user {user_id} does not exist")
-
-
-def require_community(conn: psycopg.Connection[Any], community_id: int) -> None:
-    row = conn.execute(query("community_exists"), {"id": community_id}).fetchone()
-    if not row or not row[0]:
-        raise NotFoundError(f"community {community_id} does not exist")
 
 
 def existing_users(conn: psycopg.Connection[Any], ids: Sequence[int]) -> list[int]:

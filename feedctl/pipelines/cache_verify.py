@@ -20,10 +20,10 @@ import psycopg
 from feedctl.cache.feeds import COMPLETE, TRUNCATED, CachedFeed
 from feedctl.cache.keys import KINDS, FeedRef, parse_feed_key
 from feedctl.context import Context
+from feedctl.db.feed_tops import FeedTop, load_tops
 from feedctl.db.sql_blocks import query
 from feedctl.errors import BadInputError
 from feedctl.pipelines import repair_marks
-from feedctl.pipelines.feed_source import FeedTop, load_tops
 
 Progress = Callable[[int], None]
 SETTLE_SECONDS = 0.5

@@ -21,11 +21,11 @@ from typing import Protocol
 from feedctl.cache.client import REDIS_ERRORS
 from feedctl.cache.keys import FeedRef, community_feed, user_feed
 from feedctl.context import Context
+from feedctl.db.feed_tops import load_tops, member_pages
 from feedctl.db.sql_blocks import query
 from feedctl.faults import checkpoint
 from feedctl.pipelines import repair_marks
 from feedctl.pipelines.cache_ops import CacheReport, refresh_cached, write_tops
-from feedctl.pipelines.feed_source import load_tops, member_pages
 
 
 class CacheTally(Protocol):

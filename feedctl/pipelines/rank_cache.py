@@ -18,10 +18,10 @@ from feedctl.cache.client import REDIS_ERRORS
 from feedctl.cache.feeds import TRUNCATED
 from feedctl.cache.keys import KINDS, FeedRef, community_feed, user_feed
 from feedctl.context import Context
+from feedctl.db.feed_tops import load_tops
 from feedctl.db.sql_blocks import query
 from feedctl.pipelines import repair_marks
 from feedctl.pipelines.cache_ops import CacheReport, chunked, write_tops
-from feedctl.pipelines.feed_source import load_tops
 
 UPSERT_BATCH = 5_000  # entries per pipelined round of upserts
 CHECK_BATCH = 1_000  # feeds per pipelined round of shrink checks

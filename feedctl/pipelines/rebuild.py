@@ -20,7 +20,9 @@ import psycopg.errors
 from feedctl.cache.client import REDIS_ERRORS
 from feedctl.cache.keys import community_feed, user_feed
 from feedctl.context import Context
+from feedctl.db.feed_tops import load_tops
 from feedctl.db.locks import advisory_lock
+from feedctl.db.owners import require_user
 from feedctl.db.sql_blocks import query
 from feedctl.errors import BadInputError
 from feedctl.faults import checkpoint
@@ -30,10 +32,8 @@ from feedctl.pipelines.cache_ops import (
     all_user_ids,
     chunked,
     community_members,
-    require_user,
     write_cached_tops,
 )
-from feedctl.pipelines.feed_source import load_tops
 
 Progress = Callable[[int], None]
 RUN_NAME = "all"

@@ -23,10 +23,10 @@ from feedctl.cache.client import REDIS_ERRORS
 from feedctl.cache.feeds import CachedPage, FeedCache
 from feedctl.cache.keys import FeedRef, community_feed, user_feed
 from feedctl.config import Settings
+from feedctl.db.feed_tops import text_top
+from feedctl.db.owners import require_community, require_user
 from feedctl.db.sql_blocks import query
 from feedctl.errors import BadInputError
-from feedctl.pipelines.cache_ops import require_community, require_user
-from feedctl.pipelines.feed_source import text_top
 from feedctl.read.cursor import (
     CURSOR_MAX_AGE,
     Pin,

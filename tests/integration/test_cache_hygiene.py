@@ -16,12 +16,12 @@ import redis
 from feedctl.cache.feeds import FeedCache
 from feedctl.config import Settings
 from feedctl.context import Context, open_context
+from feedctl.db.feed_tops import load_tops
 from feedctl.errors import BadInputError
 from feedctl.pipelines import cache_ops, repair_marks
 from feedctl.pipelines.cache_vacuum import vacuum
 from feedctl.pipelines.cache_verify import verify
 from feedctl.pipelines.fanout import run_fanout
-from feedctl.pipelines.feed_source import load_tops
 from feedctl.services import EmbeddedRedis
 from feedctl.synth import SeedSpec, seed
 

@@ -30,8 +30,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from feedctl.cache.keys import FeedRef
 from feedctl.config import Settings
 from feedctl.context import Context, open_context
+from feedctl.db.feed_tops import load_tops
 from feedctl.pipelines import cache_ops
-from feedctl.pipelines.feed_source import load_tops
 from feedctl.pipelines.rank import run_rank
 from feedctl.pipelines.rebuild import rebuild_users
 from feedctl.read.pages import FeedItem, FeedPage, FeedReader

@@ -1,0 +1,22 @@
+"""Whether the users and communities a command names exist (unknown ids: NotFoundError)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from feedctl.db.sql_blocks import query
+from feedctl.errors import NotFoundError
+
+
+def require_user(conn: psycopg.Connection[Any], user_id: int) -> None:
+    row = conn.execute(query("user_exists"), {"id": user_id}).fetchone()
+    if not row or not row[0]:
+        raise NotFoundError(f"user {user_id} does not exist")
+
+
+def require_community(conn: psycopg.Connection[Any], community_id: int) -> None:
+    row = conn.execute(query("community_exists"), {"id": community_id}).fetchone()
+    if not row or not row[0]:
+        raise NotFoundError(f"community {community_id} does not exist")
