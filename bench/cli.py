@@ -4,7 +4,8 @@ floor measured in the same run.
     .venv/bin/python bench/cli.py [--runs N] [--json]
 
 1. The floor: `python -c pass` (a bare interpreter) and `python -c "import typer"` (the
-   interpreter and the CLI framework), --runs times each.
+   interpreter and the CLI framework), --runs times each; and, for the feed read, what it
+   cannot do without: `python -c "import typer, psycopg, redis"`.
 2. `feedctl --version`, --runs times: start-up alone (imports and the command tree).
 3. `feedctl --database-url URL --redis-url URL feed user ID`, --runs times, against a small
    world of its own: a fresh database migrated with `feedctl migrate up`, seeded with
@@ -196,6 +197,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         typer_floor = time_runs(
             'python -c "import typer"', [sys.executable, "-c", "import typer"], bare, args.runs
         )
+        clients_floor = time_runs(
+            'python -c "import typer, psycopg, redis"',
+            [sys.executable, "-c", "import typer, psycopg, redis"],
+            bare,
+            args.runs,
+        )
         version = time_runs("feedctl --version", [*feedctl, "--version"], bare, args.runs)
         feed, user, sources = time_feed(feedctl, target, args.runs)
     return {
@@ -203,6 +210,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "servers": {"postgres": target.postgres_source, "redis": target.redis_source},
         "floor": floor,
         "typer_floor": typer_floor,
+        "clients_floor": clients_floor,
         "version": version,
         "feed": feed,
         "user": user,
@@ -227,6 +235,7 @@ def time_feed(
 def print_report(result: dict[str, Any], runs: int) -> dict[str, Any]:
     floor: Timing = result["floor"]
     typer_floor: Timing = result["typer_floor"]
+    clients_floor: Timing = result["clients_floor"]
     servers = result["servers"]
     print("feedctl CLI start-up benchmark")
     print(
@@ -235,7 +244,7 @@ def print_report(result: dict[str, Any], runs: int) -> dict[str, Any]:
         f"{runs} runs each (after one untimed run; bytecode cached)"
     )
     summary: dict[str, Any] = {}
-    for timing in (floor, typer_floor):
+    for timing in (floor, typer_floor, clients_floor):
         print(f"  floor, {timing.label}: {_figures(timing)}")
         summary[timing.label] = timing.summary()
     targets = ((result["version"], VERSION_TARGET), (result["feed"], FEED_TARGET))
@@ -254,6 +263,12 @@ def print_report(result: dict[str, Any], runs: int) -> dict[str, Any]:
             "ratio_to_bare_python": timing.median / floor.median,
             "ratio_to_import_typer": timing.median / typer_floor.median,
         }
+    feed: Timing = result["feed"]
+    summary[feed.label]["ratio_to_import_clients"] = feed.median / clients_floor.median
+    print(
+        f'    median / python -c "import typer, psycopg, redis" = '
+        f"{feed.median / clients_floor.median:.1f}x"
+    )
     before, after = (_cached(c) for c in result["sources"])
     print(
         f"    the feed of user {result['user']}: {before} before the untimed first read, "
