@@ -5,9 +5,7 @@ The CLI never imports psycopg or redis; it asks this module what an exception me
 
 from __future__ import annotations
 
-import psycopg
-import psycopg.errors
-import redis
+import sys
 
 from feedctl.errors import FeedctlError, ServiceUnavailableError
 
@@ -16,6 +14,21 @@ def as_feedctl_error(exc: BaseException) -> FeedctlError | None:
     """A FeedctlError for a known server failure, or None for a genuine bug."""
     if isinstance(exc, FeedctlError):
         return exc
+    # An exception of psycopg or redis means its library is imported already: only then are
+    # they looked at, so a command that never reaches a server never imports them.
+    if "psycopg" in sys.modules:
+        error = _postgres_error(exc)
+        if error is not None:
+            return error
+    if "redis" in sys.modules:
+        return _redis_error(exc)
+    return None
+
+
+def _postgres_error(exc: BaseException) -> FeedctlError | None:
+    import psycopg
+    import psycopg.errors
+
     if isinstance(exc, psycopg.errors.UndefinedTable | psycopg.errors.UndefinedColumn):
         return FeedctlError(
             f"the database schema is missing or old ({exc.diag.message_primary}): "
@@ -25,6 +38,12 @@ def as_feedctl_error(exc: BaseException) -> FeedctlError | None:
         return ServiceUnavailableError(f"PostgreSQL failed: {_first_line(exc)}")
     if isinstance(exc, psycopg.Error):
         return FeedctlError(f"PostgreSQL refused a statement: {_first_line(exc)}")
+    return None
+
+
+def _redis_error(exc: BaseException) -> FeedctlError | None:
+    import redis
+
     if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
         return ServiceUnavailableError(f"Redis failed: {_first_line(exc)}")
     if isinstance(exc, redis.RedisError):

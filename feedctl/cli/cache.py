@@ -4,28 +4,32 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.table import Table
 
-from feedctl import metrics
 from feedctl.cli.reports import render_counts
 from feedctl.cli.state import handle_errors, state_of, stdout
-from feedctl.context import Context
 from feedctl.durations import parse_duration
 from feedctl.errors import EXIT_PARTIAL, BadInputError
-from feedctl.pipelines import cache_ops, cache_vacuum, cache_verify
-from feedctl.pipelines.cache_ops import Targets
-from feedctl.pipelines.cache_verify import VerifyReport
-from feedctl.pipelines.id_files import read_ids
+
+if TYPE_CHECKING:
+    from feedctl.context import Context
+    from feedctl.pipelines.cache_ops import Targets
+    from feedctl.pipelines.cache_verify import VerifyReport
 
 app = typer.Typer(
     help="Fill, repair, verify and vacuum cached feeds in Redis.", no_args_is_help=True
 )
 SHOWN_MISMATCHES = 50
+VERIFY_SAMPLE = 100  # cache_verify.DEFAULT_SAMPLE, kept here so --help loads no pipeline
 
 
 def _warm_targets(context: Context, active_since: str | None, users: Path | None) -> Targets:
+    from feedctl.pipelines import cache_ops
+    from feedctl.pipelines.cache_ops import Targets
+    from feedctl.pipelines.id_files import read_ids
+
     if users is not None:
         ids = cache_ops.existing_users(context.conn, read_ids(users))
         return Targets(ids, len(ids))
@@ -57,6 +61,9 @@ def warm(
     """
     if sum([active_since is not None, users is not None, community is not None]) > 1:
         raise BadInputError("give only one of --active-since, --users and --community")
+    from feedctl import metrics
+    from feedctl.pipelines import cache_ops
+
     state = state_of(ctx)
     measured = metrics.pushed(state.settings, "warm", "cache warm", state.notice)
     with measured as record, state.context() as context:
@@ -86,6 +93,9 @@ def repair(ctx: typer.Context) -> None:
     Each feed is swapped in atomically. Exit 3 when Redis failed again (the marks stay for
     the next run).
     """
+    from feedctl import metrics
+    from feedctl.pipelines import cache_ops
+
     state = state_of(ctx)
     measured = metrics.pushed(state.settings, "repair", "cache repair", state.notice)
     with (
@@ -105,7 +115,7 @@ def repair(ctx: typer.Context) -> None:
 def verify(
     ctx: typer.Context,
     sample: int = typer.Option(
-        cache_verify.DEFAULT_SAMPLE, "--sample", help="How many random cached feeds to compare."
+        VERIFY_SAMPLE, "--sample", help="How many random cached feeds to compare."
     ),
     mark: bool = typer.Option(
         False, "--mark", help="Mark the feeds that disagree for `feedctl cache repair`."
@@ -118,6 +128,9 @@ def verify(
     A feed that disagrees is compared again after half a second, so writes still in flight
     are not reported. Exit 3 when any mismatch remains.
     """
+    from feedctl import metrics
+    from feedctl.pipelines import cache_verify
+
     state = state_of(ctx)
     measured = metrics.pushed(state.settings, "verify", "cache verify", state.notice)
     with (
@@ -136,6 +149,8 @@ def _render_verify(report: VerifyReport) -> None:
     render_counts("cache verify", report)
     if not report.mismatches:
         return
+    from rich.table import Table
+
     table = Table("key", "mismatch", "post", "cached score", "database score", "detail")
     for m in report.mismatches[:SHOWN_MISMATCHES]:
         table.add_row(
@@ -171,6 +186,9 @@ def vacuum(
     to it; deletes score history older than any cursor. Reports keys, members and bytes
     freed.
     """
+    from feedctl import metrics
+    from feedctl.pipelines import cache_vacuum
+
     state = state_of(ctx)
     measured = metrics.pushed(state.settings, "vacuum", "cache vacuum", state.notice)
     with measured as record, state.context() as context:

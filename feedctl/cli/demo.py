@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 import typer
-from rich.table import Table
 
 from feedctl.cli.reports import render_page
 from feedctl.cli.state import handle_errors, state_of, stdout
-from feedctl.pipelines.demo import DemoReport, run_demo
-from feedctl.synth import SeedSpec
+
+if TYPE_CHECKING:
+    from feedctl.pipelines.demo import DemoReport
 
 
 def _render(report: DemoReport) -> None:
+    from rich.table import Table
+
     summary = Table(title="feedctl demo", show_header=False)
     if report.seeded:
         summary.add_row(
@@ -49,6 +52,9 @@ def demo(
 
     With no URLs configured this runs on embedded servers that feedctl starts itself.
     """
+    from feedctl.pipelines.demo import run_demo
+    from feedctl.synth import SeedSpec
+
     state = state_of(ctx)
     spec = SeedSpec(users=users, communities=communities, posts=posts)
     with state.context() as context:

@@ -7,7 +7,6 @@ import threading
 
 import typer
 
-from feedctl import metrics
 from feedctl.cli.reports import render_counts
 from feedctl.cli.state import handle_errors, state_of, stop_on_signals
 from feedctl.errors import EXIT_LOCKED, EXIT_PARTIAL
@@ -31,6 +30,7 @@ def expire(
     Nothing to do when feed_retention is 0. Exit 3 when some cached feeds could not be
     updated (they are marked for `feedctl cache repair`).
     """
+    from feedctl import metrics
     from feedctl.pipelines.expire import expire as run_expire
 
     state = state_of(ctx)

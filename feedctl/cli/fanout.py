@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from typing import TYPE_CHECKING
 
 import typer
 
-from feedctl import metrics
 from feedctl.cli.reports import render_counts
 from feedctl.cli.state import handle_errors, state_of, stop_on_signals
 from feedctl.errors import EXIT_PARTIAL
-from feedctl.pipelines.fanout import DEFAULT_CONSUMER, FanoutReport, measure_lag, run_fanout
+
+if TYPE_CHECKING:
+    from feedctl.pipelines.fanout import FanoutReport
+
+DEFAULT_CONSUMER = "default"  # pipelines.fanout's, kept here so --help loads no pipeline
 
 
 @handle_errors
@@ -42,6 +46,9 @@ def fanout(
     advances the position in one transaction per batch, then updates cached feeds in Redis.
     Exit 3 when some Redis writes failed (those feeds are marked for `feedctl cache repair`).
     """
+    from feedctl import metrics
+    from feedctl.pipelines.fanout import measure_lag, run_fanout
+
     state = state_of(ctx)
     stop = threading.Event()
     measured = metrics.pushed(state.settings, "fanout", "fanout", state.notice)

@@ -6,7 +6,6 @@ import typer
 
 from feedctl.cli.reports import render_page
 from feedctl.cli.state import handle_errors, state_of
-from feedctl.read.pages import FeedReader
 
 app = typer.Typer(help="Read a feed page by page (cache first).", no_args_is_help=True)
 
@@ -23,6 +22,8 @@ def user(
     cursor: str | None = CURSOR,
 ) -> None:
     """One page of a user's feed: posts of the communities they belong to, best first."""
+    from feedctl.read.pages import FeedReader
+
     state = state_of(ctx)
     with state.context() as context:
         reader = FeedReader.for_settings(context.conn, context.cache, context.settings)
@@ -39,6 +40,8 @@ def community(
     cursor: str | None = CURSOR,
 ) -> None:
     """One page of a community's feed: its live posts, best first."""
+    from feedctl.read.pages import FeedReader
+
     state = state_of(ctx)
     with state.context() as context:
         reader = FeedReader.for_settings(context.conn, context.cache, context.settings)

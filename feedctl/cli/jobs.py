@@ -5,14 +5,15 @@ from __future__ import annotations
 import dataclasses
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.table import Table
 
 from feedctl import logs
 from feedctl.cli.state import handle_errors, state_of, stdout, stop_on_signals
-from feedctl.pipelines import job_definitions
-from feedctl.pipelines.job_runner import JobResult, run_job
+
+if TYPE_CHECKING:
+    from feedctl.pipelines.job_runner import JobResult
 
 app = typer.Typer(
     help="Scheduled jobs: list them, or run one (what cron.d/feedctl calls).",
@@ -24,6 +25,8 @@ app = typer.Typer(
 @handle_errors
 def list_jobs(ctx: typer.Context) -> None:
     """List the job definitions (jobs/*.toml): command line, timeout and lock of each."""
+    from feedctl.pipelines import job_definitions
+
     state = state_of(ctx)
     jobs = job_definitions.configured_jobs(state.settings)
     payload = {
@@ -43,6 +46,8 @@ def list_jobs(ctx: typer.Context) -> None:
     }
 
     def human() -> None:
+        from rich.table import Table
+
         table = Table("job", "runs", "timeout", "lock", "what")
         for job in jobs:
             table.add_row(
@@ -73,6 +78,9 @@ def run(
     object a line on stderr (human lines on a terminal). Exit 0 done, 1 failed or timed
     out, 2 bad input, 3 some Redis writes failed, 75 another run holds the lock.
     """
+    from feedctl.pipelines import job_definitions
+    from feedctl.pipelines.job_runner import run_job
+
     state = state_of(ctx)
     job = job_definitions.find_job(job_definitions.jobs_dir(state.settings), name)
     logs.configure()
@@ -87,6 +95,8 @@ def run(
 
 
 def _render(result: JobResult) -> None:
+    from rich.table import Table
+
     table = Table(title=f"job {result.job} (run {result.run_id})", show_header=False)
     table.add_row("outcome", result.outcome)
     table.add_row("seconds", f"{result.seconds:.2f}")

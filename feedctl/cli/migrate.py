@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import typer
-from rich.table import Table
 
 from feedctl.cli.state import handle_errors, state_of, stdout
-from feedctl.context import open_database
-from feedctl.db import migrations
 
 app = typer.Typer(help="Apply and inspect the SQL migrations in sql/.", no_args_is_help=True)
 
@@ -19,6 +16,9 @@ def up(ctx: typer.Context) -> None:
 
     A file changed after it was applied is refused: write a new migration instead.
     """
+    from feedctl.context import open_database
+    from feedctl.db import migrations
+
     state = state_of(ctx)
     with open_database(state.settings, state.notice, autocommit=True) as conn:
         applied = migrations.upgrade(conn, on_applied=lambda name: state.notice(f"applied {name}"))
@@ -34,6 +34,9 @@ def up(ctx: typer.Context) -> None:
 @handle_errors
 def status(ctx: typer.Context) -> None:
     """List every migration file and whether it is applied. Exit 1 if any is pending or changed."""
+    from feedctl.context import open_database
+    from feedctl.db import migrations
+
     state = state_of(ctx)
     with open_database(state.settings, state.notice, autocommit=True) as conn:
         states = migrations.status(conn)
@@ -46,6 +49,8 @@ def status(ctx: typer.Context) -> None:
     }
 
     def human() -> None:
+        from rich.table import Table
+
         table = Table("migration", "applied at", "state")
         for s in states:
             label = "changed!" if s.changed else ("applied" if s.applied_at else "pending")

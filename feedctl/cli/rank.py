@@ -6,11 +6,10 @@ import dataclasses
 import threading
 from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.table import Table
 
-from feedctl import metrics
 from feedctl.cli.reports import render_counts
 from feedctl.cli.state import (
     CliState,
@@ -21,12 +20,12 @@ from feedctl.cli.state import (
     stop_on_signals,
 )
 from feedctl.errors import EXIT_LOCKED, EXIT_PARTIAL, BadInputError
-from feedctl.pipelines.backfill import BackfillOptions, PhaseProgress, run_backfill
-from feedctl.pipelines.backfill_preview import PreviewOptions, preview_backfill
-from feedctl.pipelines.explain import explain_post
-from feedctl.pipelines.rank import RankReport, run_rank
-from feedctl.pipelines.shards import parse_shard
 from feedctl.rank.heuristic import Heuristic, load_heuristic
+
+if TYPE_CHECKING:
+    from feedctl.pipelines.backfill import PhaseProgress
+    from feedctl.pipelines.backfill_preview import PreviewOptions
+    from feedctl.pipelines.rank import RankReport
 
 app = typer.Typer(
     help="Recompute rank keys of posts and feeds: nightly, or all of them (backfill)."
@@ -61,6 +60,9 @@ def rank(
     """
     if ctx.invoked_subcommand is not None:
         return
+    from feedctl import metrics
+    from feedctl.pipelines.rank import run_rank
+
     state = state_of(ctx)
     chosen = load_heuristic(heuristic or state.settings.heuristic)
     stop = threading.Event()
@@ -162,6 +164,10 @@ def backfill(
     shard is done, 3 when some Redis writes failed (marked for repair), 75 when stopped
     early (resume it) or when the nightly rank or the same shard is running.
     """
+    from feedctl.pipelines.backfill import BackfillOptions, run_backfill
+    from feedctl.pipelines.backfill_preview import PreviewOptions
+    from feedctl.pipelines.shards import parse_shard
+
     state = state_of(ctx)
     chosen = load_heuristic(heuristic) if heuristic else None
     target = parse_shard(shard)
@@ -204,6 +210,8 @@ def backfill(
 
 
 def _preview(state: CliState, heuristic: Heuristic, options: PreviewOptions) -> None:
+    from feedctl.pipelines.backfill_preview import preview_backfill
+
     stop = threading.Event()
     bars = PhaseBars(state)
     try:
@@ -232,12 +240,16 @@ def explain(
     heuristic: Path | None = typer.Option(None, "--heuristic", help="Heuristic TOML file."),
 ) -> None:
     """Print each component of a post's rank key under a heuristic."""
+    from feedctl.pipelines.explain import explain_post
+
     state = state_of(ctx)
     chosen = load_heuristic(heuristic or state.settings.heuristic)
     with state.context() as context:
         result = explain_post(context.conn, post_id, chosen)
 
     def human() -> None:
+        from rich.table import Table
+
         table = Table(title=f"post {post_id} under heuristic {chosen.version}", show_header=False)
         for key, value in result.items():
             table.add_row(key, str(value))

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.table import Table
 
 from feedctl.cli.reports import render_counts
 from feedctl.cli.state import (
@@ -18,10 +17,13 @@ from feedctl.cli.state import (
     stdout,
     stop_on_signals,
 )
-from feedctl.context import Context
 from feedctl.errors import EXIT_FAILED, EXIT_PARTIAL, BadInputError
-from feedctl.pipelines import rebuild as rebuilding
-from feedctl.pipelines.rebuild import RebuildReport
+
+if TYPE_CHECKING:
+    from feedctl.context import Context
+    from feedctl.pipelines.rebuild import RebuildReport
+
+USERS_PER_CHUNK = 200  # pipelines.rebuild's, kept here so --help loads no pipeline
 
 
 @handle_errors
@@ -42,9 +44,7 @@ def rebuild(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Print the counts and a sample of the changes; change nothing."
     ),
-    chunk_size: int = typer.Option(
-        rebuilding.USERS_PER_CHUNK, "--chunk-size", help="Users per transaction."
-    ),
+    chunk_size: int = typer.Option(USERS_PER_CHUNK, "--chunk-size", help="Users per transaction."),
 ) -> None:
     """Recompute feeds from memberships and scored live posts, truncated to the cap.
 
@@ -90,6 +90,8 @@ def _run(
     dry_run: bool,
     size: int,
 ) -> RebuildReport:
+    from feedctl.pipelines import rebuild as rebuilding
+
     def total(count: int) -> None:
         bar.status("", total=count)
 
@@ -127,6 +129,8 @@ def _payload(report: RebuildReport) -> dict[str, Any]:
 def _render(report: RebuildReport) -> None:
     render_counts("rebuild" + (" (DRY RUN)" if report.dry_run else ""), report)
     if report.dry_run:
+        from rich.table import Table
+
         sample = Table("user", "post", "change", "score before", "score after")
         sample.title = "sample of the changes" if report.sample else "nothing would change"
         for change in report.sample:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
-
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from feedctl.cli.state import stdout
-from feedctl.read.pages import FeedPage
+
+if TYPE_CHECKING:
+    from feedctl.read.pages import FeedPage
 
 
 def render_counts(title: str, report: Any) -> None:
     """One row per field of a report dataclass (lists, such as samples, are left out)."""
+    from rich.table import Table
+
     table = Table(title=title, show_header=False)
     for field in dataclasses.fields(report):
         if isinstance(getattr(report, field.name), list):
@@ -23,6 +25,8 @@ def render_counts(title: str, report: Any) -> None:
 
 def render_page(title: str, page: FeedPage) -> None:
     """A feed page as a table, then where the next page starts."""
+    from rich.table import Table
+
     table = Table("post", "community", "author", "created at", "score", title=title)
     for item in page.items:
         table.add_row(

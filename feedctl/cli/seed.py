@@ -8,29 +8,31 @@ import typer
 
 from feedctl.cli.reports import render_counts
 from feedctl.cli.state import handle_errors, state_of
-from feedctl.context import open_database
-from feedctl.synth import SeedSpec
-from feedctl.synth import seed as write_seed
+
+# SeedSpec's defaults, kept here so that --help loads neither feedctl.synth nor NumPy.
+USERS, COMMUNITIES, POSTS, DAYS, SEED = 2_000, 40, 4_000, 28, 42
 
 
 @handle_errors
 def seed(
     ctx: typer.Context,
-    users: int = typer.Option(SeedSpec.users, "--users", min=1, help="Users to create."),
+    users: int = typer.Option(USERS, "--users", min=1, help="Users to create."),
     communities: int = typer.Option(
-        SeedSpec.communities, "--communities", min=1, help="Communities to create."
+        COMMUNITIES, "--communities", min=1, help="Communities to create."
     ),
-    posts: int = typer.Option(SeedSpec.posts, "--posts", min=1, help="Posts to create."),
-    days: int = typer.Option(
-        SeedSpec.days, "--days", min=1, help="Spread posts over this many days."
-    ),
-    random_seed: int = typer.Option(SeedSpec.seed, "--seed", min=0, help="Random seed."),
+    posts: int = typer.Option(POSTS, "--posts", min=1, help="Posts to create."),
+    days: int = typer.Option(DAYS, "--days", min=1, help="Spread posts over this many days."),
+    random_seed: int = typer.Option(SEED, "--seed", min=0, help="Random seed."),
     join_events: bool = typer.Option(
         True, "--join-events/--no-join-events", help="Append member_joined events too."
     ),
 ) -> None:
     """Append a deterministic synthetic community to the database (users, communities,
     memberships, posts and their feed_events), written with COPY."""
+    from feedctl.context import open_database
+    from feedctl.synth import SeedSpec
+    from feedctl.synth import seed as write_seed
+
     state = state_of(ctx)
     spec = SeedSpec(
         users=users,

@@ -12,25 +12,20 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from feedctl.config import Settings, load_settings
-from feedctl.context import Context, open_context
 from feedctl.errors import EXIT_FAILED
 from feedctl.failures import as_feedctl_error
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+    from feedctl.context import Context
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -65,6 +60,8 @@ class CliState:
 
     @contextmanager
     def context(self) -> Iterator[Context]:
+        from feedctl.context import open_context
+
         with open_context(self.settings, self.notice) as ctx:
             yield ctx
 
@@ -81,6 +78,15 @@ class CliState:
         if self.json or not stderr.is_terminal:
             yield ProgressHandle(None, None)
             return
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
         columns = (
             TextColumn("{task.description}"),
             BarColumn(),

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
-from rich.table import Table
 
 from feedctl.cli.state import handle_errors, state_of, stdout
 from feedctl.durations import parse_duration
-from feedctl.pipelines.status import SystemStatus, Thresholds, system_status
+
+if TYPE_CHECKING:
+    from feedctl.pipelines.status import SystemStatus
 
 
 @handle_errors
@@ -22,6 +25,8 @@ def status(
 ) -> None:
     """Migrations, each consumer's lag, feeds marked for repair, each job's last run and
     the share of active users with a cached feed. Exit 1 when something needs attention."""
+    from feedctl.pipelines.status import Thresholds, system_status
+
     state = state_of(ctx)
     thresholds = Thresholds(parse_duration(max_lag), parse_duration(max_repair_age))
     with state.context() as context:
@@ -46,6 +51,8 @@ def _render(report: SystemStatus) -> None:
         )
     stdout.print(f"feeds marked for repair: {report.feeds_marked_for_repair}")
     if report.jobs:
+        from rich.table import Table
+
         table = Table("job", "last run", "started", "outcome", "last success")
         for job in report.jobs:
             table.add_row(
