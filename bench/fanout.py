@@ -56,7 +56,7 @@ from feedctl.cache.keys import user_feed
 from feedctl.config import Settings
 from feedctl.context import Context, open_context
 from feedctl.db.migrations import upgrade
-from feedctl.pipelines.fanout import FanoutReport, run_fanout
+from feedctl.pipelines.fanout.run import FanoutReport, run_fanout
 from feedctl.synth import SeedReport, SeedSpec, seed
 
 FANOUT_ORDER: Final = "post_id, user_id"  # the order fan-out produces rows: post by post

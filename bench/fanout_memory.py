@@ -48,7 +48,7 @@ from feedctl.cache.keys import user_feed
 from feedctl.config import Settings
 from feedctl.context import Context, open_context
 from feedctl.db.migrations import upgrade
-from feedctl.pipelines.fanout import FanoutReport, run_fanout
+from feedctl.pipelines.fanout.run import FanoutReport, run_fanout
 
 COMMUNITY_ID: Final = 1
 POST_ID: Final = 1

@@ -48,8 +48,8 @@ from benchlib.servers import BenchTarget, bench_target, note
 from feedctl.config import Settings
 from feedctl.context import Context, open_context
 from feedctl.db.migrations import upgrade
-from feedctl.pipelines import cache_ops
-from feedctl.pipelines.rank import run_rank
+from feedctl.pipelines.cache import warm as cache_warm
+from feedctl.pipelines.ranking.nightly import run_rank
 from feedctl.rank.heuristic import Heuristic, load_heuristic
 from feedctl.rank.scoring import score_frame
 from feedctl.synth import SeedSpec, seed
@@ -172,9 +172,9 @@ def build_world(ctx: Context, entries: int) -> dict[str, Any]:
             (SEED_NOW - timedelta(days=ctx.settings.active_window_days),),
         )
     ]
-    users = cache_ops.warm(ctx, "user", active)
+    users = cache_warm.warm(ctx, "user", active)
     community_ids = [r[0] for r in conn.execute("SELECT id FROM communities ORDER BY id")]
-    communities = cache_ops.warm(ctx, "community", community_ids)
+    communities = cache_warm.warm(ctx, "community", community_ids)
     counts = conn.execute(
         "SELECT (SELECT count(*) FROM feed_entry), (SELECT count(*) FROM posts), "
         "(SELECT count(*) FROM users), (SELECT count(*) FROM communities)"

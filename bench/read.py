@@ -8,7 +8,7 @@ limits measured in the same run.
    1,000 users in 6 busy communities whose feeds pass the cap (about 4M entries more;
    --no-heavy leaves them out); every post scored by `run_rank`, and feed_entry written in
    one INSERT ... SELECT sorted by (user_id, post_id), indexes built after.
-2. Warms every user's feed into an empty Redis with `cache_ops.warm` (feeds/s, entries/s,
+2. Warms every user's feed into an empty Redis with `cache_warm.warm` (feeds/s, entries/s,
    peak memory), and checks a sample of cached feeds against PostgreSQL with `cache verify`.
 3. The limit: pipelined multi-member ZADD (redis-py, one ZADD per feed key) of 1,000,000 of
    the same members into fresh keys; with a private Redis, also `redis-benchmark` ZADD -P 64.
@@ -55,9 +55,9 @@ from feedctl.config import Settings
 from feedctl.context import Context, open_context
 from feedctl.db.feed_tops import text_top_batches
 from feedctl.db.migrations import upgrade
-from feedctl.pipelines import cache_ops
-from feedctl.pipelines.cache_verify import verify
-from feedctl.pipelines.rank import run_rank
+from feedctl.pipelines.cache import warm as cache_warm
+from feedctl.pipelines.cache.verify import verify
+from feedctl.pipelines.ranking.nightly import run_rank
 from feedctl.read.pages import FeedReader
 from feedctl.synth import SeedReport, SeedSpec, seed
 
@@ -239,7 +239,7 @@ def warm_users(ctx: Context, users: list[int], label: str, rng: random.Random) -
     rss_before = current_rss_mb()
     reset = reset_peak_rss()
     started = time.perf_counter()
-    report = cache_ops.warm(ctx, "user", users)
+    report = cache_warm.warm(ctx, "user", users)
     seconds = time.perf_counter() - started
     peak = hwm_rss_mb() if reset else None
     if report.redis_failures or report.feeds_written != len(users):
@@ -316,7 +316,7 @@ def swap_limit(ctx: Context, users: list[int]) -> tuple[int, float]:
     the feeds' text read before the clock starts, into fresh keys (up to LIMIT_MEMBERS)."""
     feeds: list[tuple[str, str, bool]] = []
     entries = 0
-    batch = cache_ops.feeds_per_chunk(ctx.cap)
+    batch = cache_warm.feeds_per_chunk(ctx.cap)
     for start in range(0, len(users), 500):
         chunk = users[start : start + 500]
         for tops in text_top_batches(ctx.conn, "user", chunk, ctx.cap, 500, ctx.retention):

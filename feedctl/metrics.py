@@ -27,7 +27,7 @@ from prometheus_client.registry import Collector
 
 from feedctl.config import Settings
 from feedctl.errors import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL
-from feedctl.failures import as_feedctl_error
+from feedctl.server_errors import as_feedctl_error
 
 PUSH_TIMEOUT_SECONDS = 5.0
 

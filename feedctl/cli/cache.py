@@ -15,8 +15,8 @@ from feedctl.errors import EXIT_PARTIAL, BadInputError
 
 if TYPE_CHECKING:
     from feedctl.context import Context
-    from feedctl.pipelines.cache_ops import Targets
-    from feedctl.pipelines.cache_verify import VerifyReport
+    from feedctl.pipelines.cache.verify import VerifyReport
+    from feedctl.pipelines.cache.warm import Targets
 
 app = typer.Typer(
     help="Fill, repair, verify and vacuum cached feeds in Redis.", no_args_is_help=True
@@ -26,15 +26,16 @@ VERIFY_SAMPLE = 100  # cache_verify.DEFAULT_SAMPLE, kept here so --help loads no
 
 
 def _warm_targets(context: Context, active_since: str | None, users: Path | None) -> Targets:
-    from feedctl.pipelines import cache_ops
-    from feedctl.pipelines.cache_ops import Targets
-    from feedctl.pipelines.id_files import read_ids
+    from feedctl.cli.id_lists import read_ids
+    from feedctl.db import owners
+    from feedctl.pipelines.cache import warm as cache_warm
+    from feedctl.pipelines.cache.warm import Targets
 
     if users is not None:
-        ids = cache_ops.existing_users(context.conn, read_ids(users))
+        ids = owners.existing_users(context.conn, read_ids(users))
         return Targets(ids, len(ids))
     window = active_since or f"{context.settings.active_window_days}d"
-    return cache_ops.active_users(context, parse_duration(window))
+    return cache_warm.active_users(context, parse_duration(window))
 
 
 @app.command("warm")
@@ -62,20 +63,20 @@ def warm(
     if sum([active_since is not None, users is not None, community is not None]) > 1:
         raise BadInputError("give only one of --active-since, --users and --community")
     from feedctl import metrics
-    from feedctl.pipelines import cache_ops
+    from feedctl.pipelines.cache import warm as cache_warm
 
     state = state_of(ctx)
     measured = metrics.pushed(state.settings, "warm", "cache warm", state.notice)
     with measured as record, state.context() as context:
         if community is not None:
             with state.progress("warming (feeds)") as advance:
-                report = cache_ops.warm_community(
+                report = cache_warm.warm_community(
                     context, community, force=force, dry_run=dry_run, progress=advance
                 )
         else:
             targets = _warm_targets(context, active_since, users)
             with state.progress("warming (feeds)", total=targets.total) as advance:
-                report = cache_ops.warm(
+                report = cache_warm.warm(
                     context, "user", targets.ids, force=force, dry_run=dry_run, progress=advance
                 )
         record.report(report)
@@ -94,7 +95,7 @@ def repair(ctx: typer.Context) -> None:
     the next run).
     """
     from feedctl import metrics
-    from feedctl.pipelines import cache_ops
+    from feedctl.pipelines.cache import repair as cache_repair
 
     state = state_of(ctx)
     measured = metrics.pushed(state.settings, "repair", "cache repair", state.notice)
@@ -103,7 +104,7 @@ def repair(ctx: typer.Context) -> None:
         state.context() as context,
         state.progress("repairing (feeds)") as advance,
     ):
-        report = cache_ops.repair(context, progress=advance)
+        report = cache_repair.repair(context, progress=advance)
         record.report(report)
     state.emit(dataclasses.asdict(report), lambda: render_counts("cache repair", report))
     if report.redis_failures:
@@ -129,7 +130,7 @@ def verify(
     are not reported. Exit 3 when any mismatch remains.
     """
     from feedctl import metrics
-    from feedctl.pipelines import cache_verify
+    from feedctl.pipelines.cache import verify as cache_verify
 
     state = state_of(ctx)
     measured = metrics.pushed(state.settings, "verify", "cache verify", state.notice)
@@ -187,7 +188,7 @@ def vacuum(
     freed.
     """
     from feedctl import metrics
-    from feedctl.pipelines import cache_vacuum
+    from feedctl.pipelines.cache import vacuum as cache_vacuum
 
     state = state_of(ctx)
     measured = metrics.pushed(state.settings, "vacuum", "cache vacuum", state.notice)

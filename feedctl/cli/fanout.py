@@ -13,7 +13,7 @@ from feedctl.cli.state import handle_errors, state_of, stop_on_signals
 from feedctl.errors import EXIT_PARTIAL
 
 if TYPE_CHECKING:
-    from feedctl.pipelines.fanout import FanoutReport
+    from feedctl.pipelines.fanout.run import FanoutReport
 
 DEFAULT_CONSUMER = "default"  # pipelines.fanout's, kept here so --help loads no pipeline
 
@@ -47,7 +47,7 @@ def fanout(
     Exit 3 when some Redis writes failed (those feeds are marked for `feedctl cache repair`).
     """
     from feedctl import metrics
-    from feedctl.pipelines.fanout import measure_lag, run_fanout
+    from feedctl.pipelines.fanout.run import measure_lag, run_fanout
 
     state = state_of(ctx)
     stop = threading.Event()

@@ -13,7 +13,7 @@ from feedctl import logs
 from feedctl.cli.state import handle_errors, state_of, stdout, stop_on_signals
 
 if TYPE_CHECKING:
-    from feedctl.pipelines.job_runner import JobResult
+    from feedctl.jobs.runner import JobResult
 
 app = typer.Typer(
     help="Scheduled jobs: list them, or run one (what cron.d/feedctl calls).",
@@ -25,7 +25,7 @@ app = typer.Typer(
 @handle_errors
 def list_jobs(ctx: typer.Context) -> None:
     """List the job definitions (jobs/*.toml): command line, timeout and lock of each."""
-    from feedctl.pipelines import job_definitions
+    from feedctl.jobs import definitions as job_definitions
 
     state = state_of(ctx)
     jobs = job_definitions.configured_jobs(state.settings)
@@ -78,8 +78,8 @@ def run(
     object a line on stderr (human lines on a terminal). Exit 0 done, 1 failed or timed
     out, 2 bad input, 3 some Redis writes failed, 75 another run holds the lock.
     """
-    from feedctl.pipelines import job_definitions
-    from feedctl.pipelines.job_runner import run_job
+    from feedctl.jobs import definitions as job_definitions
+    from feedctl.jobs.runner import run_job
 
     state = state_of(ctx)
     job = job_definitions.find_job(job_definitions.jobs_dir(state.settings), name)

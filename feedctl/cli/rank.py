@@ -23,9 +23,9 @@ from feedctl.errors import EXIT_LOCKED, EXIT_PARTIAL, BadInputError
 from feedctl.rank.heuristic import Heuristic, load_heuristic
 
 if TYPE_CHECKING:
-    from feedctl.pipelines.backfill import PhaseProgress
-    from feedctl.pipelines.backfill_preview import PreviewOptions
-    from feedctl.pipelines.rank import RankReport
+    from feedctl.pipelines.ranking.backfill.preview import PreviewOptions
+    from feedctl.pipelines.ranking.backfill.run import PhaseProgress
+    from feedctl.pipelines.ranking.nightly import RankReport
 
 app = typer.Typer(
     help="Recompute rank keys of posts and feeds: nightly, or all of them (backfill)."
@@ -61,7 +61,7 @@ def rank(
     if ctx.invoked_subcommand is not None:
         return
     from feedctl import metrics
-    from feedctl.pipelines.rank import run_rank
+    from feedctl.pipelines.ranking.nightly import run_rank
 
     state = state_of(ctx)
     chosen = load_heuristic(heuristic or state.settings.heuristic)
@@ -164,9 +164,9 @@ def backfill(
     shard is done, 3 when some Redis writes failed (marked for repair), 75 when stopped
     early (resume it) or when the nightly rank or the same shard is running.
     """
-    from feedctl.pipelines.backfill import BackfillOptions, run_backfill
-    from feedctl.pipelines.backfill_preview import PreviewOptions
-    from feedctl.pipelines.shards import parse_shard
+    from feedctl.pipelines.ranking.backfill.preview import PreviewOptions
+    from feedctl.pipelines.ranking.backfill.run import BackfillOptions, run_backfill
+    from feedctl.pipelines.ranking.backfill.shards import parse_shard
 
     state = state_of(ctx)
     chosen = load_heuristic(heuristic) if heuristic else None
@@ -210,7 +210,7 @@ def backfill(
 
 
 def _preview(state: CliState, heuristic: Heuristic, options: PreviewOptions) -> None:
-    from feedctl.pipelines.backfill_preview import preview_backfill
+    from feedctl.pipelines.ranking.backfill.preview import preview_backfill
 
     stop = threading.Event()
     bars = PhaseBars(state)
@@ -240,7 +240,7 @@ def explain(
     heuristic: Path | None = typer.Option(None, "--heuristic", help="Heuristic TOML file."),
 ) -> None:
     """Print each component of a post's rank key under a heuristic."""
-    from feedctl.pipelines.explain import explain_post
+    from feedctl.pipelines.ranking.explain import explain_post
 
     state = state_of(ctx)
     chosen = load_heuristic(heuristic or state.settings.heuristic)

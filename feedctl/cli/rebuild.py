@@ -21,7 +21,7 @@ from feedctl.errors import EXIT_FAILED, EXIT_PARTIAL, BadInputError
 
 if TYPE_CHECKING:
     from feedctl.context import Context
-    from feedctl.pipelines.rebuild import RebuildReport
+    from feedctl.pipelines.cache.rebuild import RebuildReport
 
 USERS_PER_CHUNK = 200  # pipelines.rebuild's, kept here so --help loads no pipeline
 
@@ -90,7 +90,7 @@ def _run(
     dry_run: bool,
     size: int,
 ) -> RebuildReport:
-    from feedctl.pipelines import rebuild as rebuilding
+    from feedctl.pipelines.cache import rebuild as rebuilding
 
     def total(count: int) -> None:
         bar.status("", total=count)

@@ -20,7 +20,7 @@ from rich.markup import escape
 
 from feedctl.config import Settings, load_settings
 from feedctl.errors import EXIT_FAILED
-from feedctl.failures import as_feedctl_error
+from feedctl.server_errors import as_feedctl_error
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID

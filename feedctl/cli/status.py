@@ -10,7 +10,7 @@ from feedctl.cli.state import handle_errors, state_of, stdout
 from feedctl.durations import parse_duration
 
 if TYPE_CHECKING:
-    from feedctl.pipelines.status import SystemStatus
+    from feedctl.jobs.status import SystemStatus
 
 
 @handle_errors
@@ -25,7 +25,7 @@ def status(
 ) -> None:
     """Migrations, each consumer's lag, feeds marked for repair, each job's last run and
     the share of active users with a cached feed. Exit 1 when something needs attention."""
-    from feedctl.pipelines.status import Thresholds, system_status
+    from feedctl.jobs.status import Thresholds, system_status
 
     state = state_of(ctx)
     thresholds = Thresholds(parse_duration(max_lag), parse_duration(max_repair_age))

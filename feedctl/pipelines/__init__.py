@@ -1,1 +1,2 @@
-"""One module per job: orchestration over PostgreSQL and Redis, returning counts."""
+"""One package per stage (fanout, ranking, cache), plus expire and demo: orchestration
+over PostgreSQL and Redis, returning counts."""

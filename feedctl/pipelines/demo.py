@@ -9,9 +9,10 @@ from datetime import UTC, datetime, timedelta
 from feedctl.context import Context
 from feedctl.db import migrations
 from feedctl.db.sql_blocks import query
-from feedctl.pipelines import cache_ops
-from feedctl.pipelines.fanout import FanoutReport, run_fanout
-from feedctl.pipelines.rank import RankReport, run_rank
+from feedctl.pipelines.cache import warm as cache_warm
+from feedctl.pipelines.cache import writes as cache_writes
+from feedctl.pipelines.fanout.run import FanoutReport, run_fanout
+from feedctl.pipelines.ranking.nightly import RankReport, run_rank
 from feedctl.read.pages import FeedPage, FeedReader
 from feedctl.synth import SeedReport, SeedSpec, seed
 
@@ -22,7 +23,7 @@ class DemoReport:
     seeded: SeedReport | None
     fanout: FanoutReport
     rank: RankReport
-    warm: cache_ops.CacheReport
+    warm: cache_writes.CacheReport
     user_id: int | None
     page: FeedPage | None
 
@@ -42,7 +43,7 @@ def run_demo(ctx: Context, spec: SeedSpec, step: Callable[[str], None]) -> DemoR
     ranked = run_rank(ctx)
     step("warming the cache of active users")
     window = timedelta(days=ctx.settings.active_window_days)
-    warmed = cache_ops.warm(ctx, "user", cache_ops.active_user_ids(ctx, window))
+    warmed = cache_warm.warm(ctx, "user", cache_warm.active_users(ctx, window).ids)
     since = datetime.now(UTC) - window
     found = ctx.conn.execute(query("busiest_active_user"), {"since": since}).fetchone()
     user_id = found[0] if found else None

@@ -22,7 +22,7 @@ from feedctl.context import Context
 from feedctl.db.locks import advisory_lock
 from feedctl.db.sql_blocks import query
 from feedctl.errors import BadInputError
-from feedctl.pipelines.fanout_cache import RedisWork, write_cache
+from feedctl.pipelines.fanout.cache_writes import RedisWork, write_cache
 
 Progress = Callable[[int], None]
 STATE_NAME = "default"

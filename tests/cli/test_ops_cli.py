@@ -12,7 +12,7 @@ import pytest
 from cli_runner import assert_clean_error, invoke
 from typer.testing import Result
 
-from feedctl.pipelines import job_runs
+from feedctl.jobs import runs as job_runs
 
 
 def config_args(tmp_path: Path, database_url: str, redis_url: str, **extra: Any) -> list[str]:

@@ -13,7 +13,7 @@ from cli_runner import assert_clean_error, invoke
 
 from feedctl.config import Settings
 from feedctl.context import open_context
-from feedctl.pipelines.rank import run_rank
+from feedctl.pipelines.ranking.nightly import run_rank
 from feedctl.synth import SeedSpec, seed
 
 V2 = (

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from feedctl.context import Context
-from feedctl.pipelines.fanout import FanoutReport, measure_lag, run_fanout
+from feedctl.pipelines.fanout.run import FanoutReport, measure_lag, run_fanout
 
 
 def fan_out_everything(ctx: Context, timeout: float = 60.0) -> FanoutReport:

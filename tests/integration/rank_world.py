@@ -15,8 +15,8 @@ import pytest
 
 from feedctl.config import Settings
 from feedctl.context import Context
-from feedctl.pipelines import cache_ops
-from feedctl.pipelines.rank import run_rank
+from feedctl.pipelines.cache import warm as cache_warm
+from feedctl.pipelines.ranking.nightly import run_rank
 from feedctl.synth import SeedSpec, seed
 
 from expected import default_coefficients, expected_community_feed, expected_user_feeds
@@ -56,8 +56,8 @@ def build_world(ctx: Context, spec: SeedSpec = SPEC) -> None:
         "JOIN memberships m ON m.community_id = p.community_id WHERE p.deleted_at IS NULL"
     )
     ctx.conn.execute("ANALYZE")  # statistics, as a live database has them
-    cache_ops.warm(ctx, "user", user_ids(ctx))
-    cache_ops.warm(ctx, "community", community_ids(ctx))
+    cache_warm.warm(ctx, "user", user_ids(ctx))
+    cache_warm.warm(ctx, "community", community_ids(ctx))
 
 
 def user_ids(ctx: Context) -> list[int]:

@@ -12,11 +12,11 @@ import pytest
 
 from feedctl.context import Context, open_context
 from feedctl.errors import BadInputError, FeedctlError, HeuristicError, LockedError
-from feedctl.pipelines import heuristic_versions
-from feedctl.pipelines.backfill import BackfillOptions, PhaseProgress, run_backfill
-from feedctl.pipelines.backfill_preview import PreviewOptions, preview_backfill
-from feedctl.pipelines.rank import run_rank
-from feedctl.pipelines.shards import Shard
+from feedctl.pipelines.ranking import versions as heuristic_versions
+from feedctl.pipelines.ranking.backfill.preview import PreviewOptions, preview_backfill
+from feedctl.pipelines.ranking.backfill.run import BackfillOptions, PhaseProgress, run_backfill
+from feedctl.pipelines.ranking.backfill.shards import Shard
+from feedctl.pipelines.ranking.nightly import run_rank
 from feedctl.rank.heuristic import Heuristic, load_heuristic
 
 from expected import default_coefficients, expected_user_feeds, live_post_scores

@@ -13,8 +13,9 @@ import pytest
 
 from feedctl.config import Settings
 from feedctl.context import Context, open_context
-from feedctl.pipelines import cache_ops, repair_marks
-from feedctl.pipelines.backfill import BackfillOptions, run_backfill
+from feedctl.pipelines.cache import repair as cache_repair
+from feedctl.pipelines.cache import repair_marks
+from feedctl.pipelines.ranking.backfill.run import BackfillOptions, run_backfill
 from feedctl.rank.heuristic import load_heuristic
 from feedctl.services import EmbeddedRedis
 
@@ -92,6 +93,6 @@ def test_redis_down_during_backfill_then_repair(
         assert report.redis_failures > 0
         assert repair_marks.count(ctx.conn) == report.redis_failures
         own_redis.start()
-        repaired = cache_ops.repair(ctx)
+        repaired = cache_repair.repair(ctx)
         assert repaired.redis_failures == 0 and repair_marks.count(ctx.conn) == 0
         assert_world(ctx, V2)

@@ -18,10 +18,12 @@ from feedctl.config import Settings
 from feedctl.context import Context, open_context
 from feedctl.db.feed_tops import load_tops
 from feedctl.errors import BadInputError
-from feedctl.pipelines import cache_ops, repair_marks
-from feedctl.pipelines.cache_vacuum import vacuum
-from feedctl.pipelines.cache_verify import verify
-from feedctl.pipelines.fanout import run_fanout
+from feedctl.pipelines.cache import repair as cache_repair
+from feedctl.pipelines.cache import repair_marks
+from feedctl.pipelines.cache import warm as cache_warm
+from feedctl.pipelines.cache.vacuum import vacuum
+from feedctl.pipelines.cache.verify import verify
+from feedctl.pipelines.fanout.run import run_fanout
 from feedctl.services import EmbeddedRedis
 from feedctl.synth import SeedSpec, seed
 
@@ -36,7 +38,7 @@ SPEC = SeedSpec(users=120, communities=4, posts=140, seed=5, now=NOW)
 def warm(ctx: Context) -> Context:
     seed(ctx.conn, SPEC)
     fan_out_everything(ctx)
-    cache_ops.warm(ctx, "user", users(ctx), force=True)
+    cache_warm.warm(ctx, "user", users(ctx), force=True)
     return ctx
 
 
@@ -102,7 +104,7 @@ def test_verify_mark_then_repair_makes_caches_exact(warm: Context) -> None:
     report = verify(ctx, 10_000, mark=True, settle_seconds=0)
     assert report.feeds_mismatched == 5 and report.feeds_marked_for_repair == 5
     assert repair_marks.count(ctx.conn) == 5
-    repaired = cache_ops.repair(ctx)
+    repaired = cache_repair.repair(ctx)
     assert repaired.feeds_written == 5 and repair_marks.count(ctx.conn) == 0
     assert verify(ctx, 10_000).mismatches == []
 
@@ -210,7 +212,7 @@ def test_repair_heals_cached_feeds_whose_writes_failed(
     with open_context(dataclasses.replace(settings, redis_url=own_redis.url)) as ctx:
         seed(ctx.conn, SPEC)
         run_fanout(ctx, max_events=300)
-        cache_ops.warm(ctx, "user", users(ctx), force=True)
+        cache_warm.warm(ctx, "user", users(ctx), force=True)
         full = redis.Redis.from_url(own_redis.url)
         full.config_set("maxmemory-policy", "noeviction")
         full.config_set("maxmemory", "1")  # every write is refused; reads still answer
@@ -221,7 +223,7 @@ def test_repair_heals_cached_feeds_whose_writes_failed(
         finally:
             full.config_set("maxmemory", "0")
             full.close()
-        repaired = cache_ops.repair(ctx)
+        repaired = cache_repair.repair(ctx)
         assert repaired.redis_failures == 0 and repaired.feeds_written > 0
         assert repair_marks.count(ctx.conn) == 0
         assert verify(ctx, 10_000).mismatches == []

@@ -9,8 +9,9 @@ import psycopg
 import pytest
 
 from feedctl.context import Context
-from feedctl.pipelines import cache_ops, fanout
-from feedctl.pipelines.fanout import run_fanout
+from feedctl.pipelines.cache import warm as cache_warm
+from feedctl.pipelines.fanout import run as fanout
+from feedctl.pipelines.fanout.run import run_fanout
 
 from expected import expected_user_feeds
 
@@ -68,7 +69,7 @@ def community(ctx: Context) -> Context:
         add_post(ctx.conn, post_id, 1, hours_ago=post_id)
     add_post(ctx.conn, 11, 2, hours_ago=0.5)
     run_fanout(ctx)
-    cache_ops.warm(ctx, "user", [1, 2, 3])
+    cache_warm.warm(ctx, "user", [1, 2, 3])
     return ctx
 
 

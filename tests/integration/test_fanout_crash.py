@@ -10,7 +10,7 @@ import pytest
 
 from feedctl.config import Settings
 from feedctl.context import Context
-from feedctl.pipelines import cache_ops
+from feedctl.pipelines.cache import warm as cache_warm
 from feedctl.synth import SeedSpec, seed
 
 from expected import expected_user_feeds
@@ -46,7 +46,7 @@ def test_killed_fanout_resumes_to_the_uninterrupted_state(
     seed(ctx.conn, SeedSpec(users=150, communities=4, posts=120, seed=11, now=NOW))
     assert run_cli(settings, "fanout", "--max-events", "300", "--batch-size", "100") == 0
     users = [r[0] for r in ctx.conn.execute("SELECT id FROM users ORDER BY id")]
-    cache_ops.warm(ctx, "user", users, force=True)
+    cache_warm.warm(ctx, "user", users, force=True)
 
     code = run_cli(settings, "fanout", "--batch-size", "25", kill_at=point)
     assert code == -signal.SIGKILL, f"the process was not killed at {point}"

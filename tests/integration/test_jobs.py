@@ -17,11 +17,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from feedctl.config import Settings
 from feedctl.context import Context
 from feedctl.errors import FeedctlError, LockedError
-from feedctl.pipelines import cache_ops, repair_marks
-from feedctl.pipelines.fanout import run_fanout
-from feedctl.pipelines.job_commands import COMMANDS, JobCommand, parse_flags
-from feedctl.pipelines.job_definitions import JobDefinition
-from feedctl.pipelines.job_runner import run_job
+from feedctl.jobs.commands import COMMANDS, JobCommand, parse_flags
+from feedctl.jobs.definitions import JobDefinition
+from feedctl.jobs.runner import run_job
+from feedctl.pipelines.cache import repair_marks
+from feedctl.pipelines.cache import warm as cache_warm
+from feedctl.pipelines.fanout.run import run_fanout
 from feedctl.synth import SeedSpec, seed
 
 from ops_tools import free_port
@@ -118,7 +119,7 @@ def test_a_timeout_stops_rank_between_chunks_with_postgres_and_redis_agreeing(
     seeded: Context, settings: Settings, tmp_path: Path
 ) -> None:
     run_fanout(seeded)
-    cache_ops.warm(seeded, "user", cache_ops.all_user_ids(seeded.conn))
+    cache_warm.warm(seeded, "user", cache_warm.all_user_ids(seeded.conn))
     heuristic = tmp_path / "h.toml"
     heuristic.write_text(NEW_HEURISTIC)
     rank = job("rank", "rank", ["--heuristic", str(heuristic)], timeout=0.0)
@@ -241,7 +242,7 @@ def test_redis_failures_make_a_partial_run(
     seeded: Context, settings: Settings, tmp_path: Path
 ) -> None:
     run_fanout(seeded)
-    cache_ops.warm(seeded, "user", cache_ops.all_user_ids(seeded.conn))
+    cache_warm.warm(seeded, "user", cache_warm.all_user_ids(seeded.conn))
     seeded.conn.execute("UPDATE posts SET reactions_count = reactions_count + 5")
     down = dataclasses.replace(settings, redis_url=f"redis://127.0.0.1:{free_port()}/0")
     textfile = tmp_path / "rank.prom"
@@ -280,8 +281,8 @@ def test_verify_job_marks_what_disagrees_and_ends_partial(
     seeded: Context, settings: Settings, tmp_path: Path
 ) -> None:
     run_fanout(seeded)
-    users = list(cache_ops.all_user_ids(seeded.conn))
-    cache_ops.warm(seeded, "user", users)
+    users = list(cache_warm.all_user_ids(seeded.conn))
+    cache_warm.warm(seeded, "user", users)
     verify = job("verify", "cache verify", ["--sample", "1000", "--mark"])
     clean = run_job(settings, verify)
     assert (clean.outcome, clean.exit_code) == ("succeeded", 0)
@@ -302,8 +303,8 @@ def test_verify_job_marks_what_disagrees_and_ends_partial(
 
 def test_vacuum_job_drops_inactive_feeds(seeded: Context, settings: Settings) -> None:
     run_fanout(seeded)
-    users = list(cache_ops.all_user_ids(seeded.conn))
-    cache_ops.warm(seeded, "user", users)
+    users = list(cache_warm.all_user_ids(seeded.conn))
+    cache_warm.warm(seeded, "user", users)
     seeded.conn.execute("UPDATE users SET last_active_at = now() - interval '100 days'")
     result = run_job(settings, job("vacuum", "cache vacuum", ["--inactive-for", "30d"]))
     assert (result.outcome, result.exit_code) == ("succeeded", 0)

@@ -13,9 +13,9 @@ import pytest
 
 from feedctl.config import Settings
 from feedctl.context import Context, open_context
-from feedctl.pipelines import cache_verify
+from feedctl.pipelines.cache import verify as cache_verify
+from feedctl.pipelines.cache.rebuild import rebuild_all
 from feedctl.pipelines.expire import expire
-from feedctl.pipelines.rebuild import rebuild_all
 from feedctl.read.pages import FeedReader
 from feedctl.synth import SeedSpec, seed
 

@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 import pytest
 
 from feedctl.context import Context
-from feedctl.pipelines import cache_ops
-from feedctl.pipelines.fanout import run_fanout
-from feedctl.pipelines.rank import run_rank
-from feedctl.pipelines.rebuild import rebuild_users
+from feedctl.pipelines.cache import warm as cache_warm
+from feedctl.pipelines.cache.rebuild import rebuild_users
+from feedctl.pipelines.fanout.run import run_fanout
+from feedctl.pipelines.ranking.nightly import run_rank
 from feedctl.read.pages import FeedReader
 from feedctl.synth import SeedSpec, seed
 
@@ -56,7 +56,7 @@ def test_fanout_writes_exactly_each_members_live_posts_in_score_order(seeded: Co
 def test_warm_caches_the_top_cap_of_every_feed(seeded: Context) -> None:
     expected = expected_user_feeds(seeded.conn)
     users = sorted(expected)
-    report = cache_ops.warm(seeded, "user", users)
+    report = cache_warm.warm(seeded, "user", users)
     assert report.feeds_written == len(users)
     truncated_seen = 0
     for user_id in users:
@@ -72,7 +72,7 @@ def test_warm_caches_the_top_cap_of_every_feed(seeded: Context) -> None:
 
 def test_fanout_keeps_warm_caches_exact(seeded: Context) -> None:
     users = sorted(expected_user_feeds(seeded.conn))
-    cache_ops.warm(seeded, "user", users)
+    cache_warm.warm(seeded, "user", users)
     seed(
         seeded.conn, SeedSpec(users=20, communities=2, posts=60, seed=8, now=NOW, join_events=False)
     )
@@ -125,7 +125,7 @@ def test_community_feed_pages(seeded: Context) -> None:
 
 
 def test_rank_rescores_only_changed_posts_everywhere(seeded: Context) -> None:
-    cache_ops.warm(seeded, "user", sorted(expected_user_feeds(seeded.conn)))
+    cache_warm.warm(seeded, "user", sorted(expected_user_feeds(seeded.conn)))
     assert run_rank(seeded).posts_rescored == 0
     post_id = seeded.conn.execute(
         "SELECT id FROM posts WHERE deleted_at IS NULL ORDER BY created_at DESC LIMIT 1"
@@ -154,7 +154,7 @@ def test_rebuild_keeps_the_whole_feed_and_caches_its_top_cap(seeded: Context) ->
     expected = expected_user_feeds(seeded.conn)
     users = sorted(expected)
     cached_users = users[::2]
-    cache_ops.warm(seeded, "user", cached_users)
+    cache_warm.warm(seeded, "user", cached_users)
     report = rebuild_users(seeded, users)
     assert report.entries_before == sum(len(f) for f in expected.values())
     assert report.entries_after == report.entries_before  # fan-out wrote the same feeds

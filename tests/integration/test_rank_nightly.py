@@ -10,7 +10,7 @@ import pytest
 
 from feedctl.config import Settings
 from feedctl.context import Context
-from feedctl.pipelines.rank import run_rank
+from feedctl.pipelines.ranking.nightly import run_rank
 
 from expected import live_post_scores
 from rank_world import assert_world, build_world, run_cli

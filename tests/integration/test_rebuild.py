@@ -18,8 +18,8 @@ import pytest
 from feedctl.config import Settings
 from feedctl.context import Context, open_context
 from feedctl.errors import BadInputError, LockedError
-from feedctl.pipelines import cache_ops
-from feedctl.pipelines.rebuild import LOCK_NAME, rebuild_all, rebuild_community, rebuild_users
+from feedctl.pipelines.cache import warm as cache_warm
+from feedctl.pipelines.cache.rebuild import LOCK_NAME, rebuild_all, rebuild_community, rebuild_users
 from feedctl.read.pages import FeedReader
 from feedctl.synth import SeedSpec, seed
 
@@ -73,7 +73,7 @@ def test_rebuild_is_exact_and_idempotent(seeded: Context) -> None:
     ctx = seeded
     users = all_users(ctx)
     expected = expected_user_feeds(ctx.conn)
-    cache_ops.warm(ctx, "user", users)
+    cache_warm.warm(ctx, "user", users)
     assert max(len(f) for f in expected.values()) > ctx.cap
     ctx.conn.execute("DELETE FROM feed_entry WHERE post_id % 5 = 0")
     first = rebuild_users(ctx, users, chunk_size=40)
@@ -151,7 +151,7 @@ def test_readers_see_the_old_feed_or_the_new_one_never_an_empty_or_partial_one(
     ctx = seeded
     expected = expected_user_feeds(ctx.conn)
     watched = sorted(expected, key=lambda u: len(expected[u]), reverse=True)[:3]
-    cache_ops.warm(ctx, "user", all_users(ctx))
+    cache_warm.warm(ctx, "user", all_users(ctx))
     shorter = dataclasses.replace(settings, feed_retention=_retention_cutting(ctx, watched))
     old = {u: [p for p, _ in expected[u]] for u in watched}
     with open_context(shorter) as cutting:
@@ -219,7 +219,7 @@ def test_killed_rebuild_all_resumes_where_it_stopped(
 ) -> None:
     ctx = seeded
     users = all_users(ctx)
-    cache_ops.warm(ctx, "user", users)
+    cache_warm.warm(ctx, "user", users)
     args = ("--json", "rebuild", "--all", "--chunk-size", "30")
     code, _ = run_cli(settings, *args, kill_at=point)
     assert code == -signal.SIGKILL, f"the process was not killed at {point}"

@@ -12,8 +12,10 @@ import pytest
 
 from feedctl.config import Settings
 from feedctl.context import Context, open_context
-from feedctl.pipelines import cache_ops, repair_marks
-from feedctl.pipelines.fanout import run_fanout
+from feedctl.pipelines.cache import repair as cache_repair
+from feedctl.pipelines.cache import repair_marks
+from feedctl.pipelines.cache import warm as cache_warm
+from feedctl.pipelines.fanout.run import run_fanout
 from feedctl.read.pages import FeedReader
 from feedctl.services import EmbeddedRedis
 from feedctl.synth import SeedSpec, seed
@@ -42,7 +44,7 @@ def test_redis_down_during_fanout_then_repair(fault_ctx: Context, own_redis: Emb
     seed(ctx.conn, SeedSpec(users=120, communities=4, posts=80, seed=3, now=NOW))
     run_fanout(ctx, max_events=200)  # the joins and a few posts
     users = sorted(expected_user_feeds(ctx.conn))
-    cache_ops.warm(ctx, "user", users)
+    cache_warm.warm(ctx, "user", users)
 
     own_redis.stop()
     report = run_fanout(ctx)
@@ -71,7 +73,7 @@ def test_redis_down_during_fanout_then_repair(fault_ctx: Context, own_redis: Emb
     assert [i.post_id for i in page.items] == [p for p, _ in expected[users[0]][:10]]
 
     own_redis.start()
-    repaired = cache_ops.repair(ctx)
+    repaired = cache_repair.repair(ctx)
     assert repaired.redis_failures == 0
     assert repair_marks.count(ctx.conn) == 0
     for user_id in users:
@@ -90,6 +92,6 @@ def test_repair_with_redis_still_down_keeps_the_marks(
     assert report.redis_failures > 0
     marked = repair_marks.count(ctx.conn)
     assert marked > 0
-    again = cache_ops.repair(ctx)
+    again = cache_repair.repair(ctx)
     assert again.redis_failures > 0
     assert repair_marks.count(ctx.conn) == marked

@@ -31,9 +31,9 @@ from feedctl.cache.keys import FeedRef
 from feedctl.config import Settings
 from feedctl.context import Context, open_context
 from feedctl.db.feed_tops import load_tops
-from feedctl.pipelines import cache_ops
-from feedctl.pipelines.rank import run_rank
-from feedctl.pipelines.rebuild import rebuild_users
+from feedctl.pipelines.cache import warm as cache_warm
+from feedctl.pipelines.cache.rebuild import rebuild_users
+from feedctl.pipelines.ranking.nightly import run_rank
 from feedctl.read.pages import FeedItem, FeedPage, FeedReader
 from feedctl.synth import SeedSpec, seed
 
@@ -340,7 +340,7 @@ def test_scores_that_change_mid_walk_keep_their_first_page_places(world: Context
         "SELECT user_id FROM feed_entry GROUP BY 1 ORDER BY count(*) DESC LIMIT 1"
     ).fetchone()[0]
     feed = FeedRef("user", user_id)
-    cache_ops.warm(ctx, "user", [user_id])
+    cache_warm.warm(ctx, "user", [user_id])
     before = sorted(live_feed(ctx.conn, feed).items(), key=lambda e: (e[1], e[0]), reverse=True)
     page = reader.user_feed(user_id, 10)
     shown = [item.post_id for item in page.items]

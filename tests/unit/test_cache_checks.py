@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 
 from feedctl.cache.feeds import CachedFeed, KeyFacts
 from feedctl.cache.keys import KINDS, FeedKind, FeedRef, feed_pattern, parse_feed_key
-from feedctl.pipelines.cache_vacuum import Owners, judge
-from feedctl.pipelines.cache_verify import Mismatch, compare_feed
+from feedctl.pipelines.cache.vacuum import Owners, judge
+from feedctl.pipelines.cache.verify import Mismatch, compare_feed
 
 KEY = "p:feed:u:1"
 TOP = [(9, 3.0), (7, 2.0), (5, 1.0)]  # the feed's top 3 in PostgreSQL, best first

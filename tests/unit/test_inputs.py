@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from feedctl import errors
+from feedctl.cli.id_lists import read_ids
 from feedctl.durations import parse_duration
 from feedctl.errors import (
     BadInputError,
@@ -22,7 +23,6 @@ from feedctl.errors import (
     NotFoundError,
     ServiceUnavailableError,
 )
-from feedctl.pipelines.id_files import read_ids
 
 # --- durations -------------------------------------------------------------------------
 

@@ -11,8 +11,8 @@ import typer
 from feedctl.cli.app import app
 from feedctl.config import Settings
 from feedctl.errors import BadInputError, ConfigError
-from feedctl.pipelines.job_commands import COMMANDS, parse_flags
-from feedctl.pipelines.job_definitions import (
+from feedctl.jobs.commands import COMMANDS, parse_flags
+from feedctl.jobs.definitions import (
     configured_jobs,
     find_job,
     jobs_dir,

@@ -1,4 +1,4 @@
-"""Imports point down: front ends above pipelines, pipelines above read, read above
+"""Imports point down: front ends (cli, then jobs) above pipelines, pipelines above read, read above
 cache/db/rank, everything above the ground modules (docs/architecture.md).
 
 Every `import` in feedctl, at module level or inside a function, is checked against the
@@ -19,6 +19,7 @@ PACKAGE = Path(feedctl.__file__).parent
 # Top to bottom. A module belongs to the first entry that is it or a package holding it.
 LAYERS: list[tuple[str, ...]] = [
     ("feedctl.__main__", "feedctl.cli"),  # front end
+    ("feedctl.jobs",),  # the second front end: what cron calls
     ("feedctl.pipelines", "feedctl.synth"),  # orchestration: returns counts
     ("feedctl.context", "feedctl.metrics"),  # what one run opens and reports
     ("feedctl.read",),  # what app servers import
@@ -27,7 +28,7 @@ LAYERS: list[tuple[str, ...]] = [
         "feedctl.config",
         "feedctl.errors",
         "feedctl.durations",
-        "feedctl.failures",
+        "feedctl.server_errors",
         "feedctl.faults",
         "feedctl.logs",
         "feedctl",

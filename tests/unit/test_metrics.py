@@ -10,13 +10,13 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from feedctl import metrics
-from feedctl.pipelines.cache_ops import CacheReport
-from feedctl.pipelines.cache_vacuum import VacuumReport
-from feedctl.pipelines.cache_verify import VerifyReport
+from feedctl.jobs.commands import COMMANDS
+from feedctl.pipelines.cache.vacuum import VacuumReport
+from feedctl.pipelines.cache.verify import VerifyReport
+from feedctl.pipelines.cache.writes import CacheReport
 from feedctl.pipelines.expire import ExpireReport
-from feedctl.pipelines.fanout import FanoutReport
-from feedctl.pipelines.job_commands import COMMANDS
-from feedctl.pipelines.rank import RankReport
+from feedctl.pipelines.fanout.run import FanoutReport
+from feedctl.pipelines.ranking.nightly import RankReport
 
 from ops_tools import free_port
 

@@ -12,10 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from feedctl.errors import BadInputError, HeuristicError
-from feedctl.pipelines.backfill import MAX_USERS, BackfillOptions, next_chunk_users
-from feedctl.pipelines.backfill_preview import PreviewOptions
-from feedctl.pipelines.shards import Shard, parse_shard
-from feedctl.pipelines.throttle import Throttle, check_rate
+from feedctl.pipelines.ranking.backfill.preview import PreviewOptions
+from feedctl.pipelines.ranking.backfill.run import MAX_USERS, BackfillOptions, next_chunk_users
+from feedctl.pipelines.ranking.backfill.shards import Shard, parse_shard
+from feedctl.pipelines.ranking.backfill.throttle import Throttle, check_rate
 from feedctl.rank.heuristic import Heuristic, heuristic_from_record, load_heuristic
 from feedctl.rank.movement import summarize, top_overlap
 from feedctl.rank.scoring import components, score_frame

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from feedctl.pipelines.job_definitions import load_jobs
+from feedctl.jobs.definitions import load_jobs
 
 REPO = Path(__file__).resolve().parents[2]
 CRON_FILE = REPO / "cron.d" / "feedctl"

@@ -19,7 +19,7 @@ from typer.main import get_command
 
 from feedctl.cli.app import app
 from feedctl.errors import FeedctlError, ServiceUnavailableError
-from feedctl.failures import as_feedctl_error
+from feedctl.server_errors import as_feedctl_error
 
 HEAVY = ("polars", "numpy", "psycopg", "redis", "prometheus_client")
 HEAVY_FEEDCTL = ("feedctl.pipelines", "feedctl.synth", "feedctl.metrics")
@@ -102,7 +102,7 @@ def test_feed_user_path_imports_no_polars_numpy_or_prometheus() -> None:
 def test_mapping_an_error_imports_no_server_client() -> None:
     modules, output = imported_by(
         """
-        from feedctl.failures import as_feedctl_error
+        from feedctl.server_errors import as_feedctl_error
         print(as_feedctl_error(ValueError("a bug")))
         """
     )
@@ -132,9 +132,9 @@ def _default(path: list[str], option: str) -> object:
 
 def test_cli_defaults_are_the_library_defaults() -> None:
     """Defaults written out in the CLI (so --help loads no pipeline) equal the library's."""
-    from feedctl.pipelines.cache_verify import DEFAULT_SAMPLE
-    from feedctl.pipelines.fanout import DEFAULT_CONSUMER
-    from feedctl.pipelines.rebuild import USERS_PER_CHUNK
+    from feedctl.pipelines.cache.rebuild import USERS_PER_CHUNK
+    from feedctl.pipelines.cache.verify import DEFAULT_SAMPLE
+    from feedctl.pipelines.fanout.run import DEFAULT_CONSUMER
     from feedctl.synth import SeedSpec
 
     assert _default(["fanout"], "--consumer") == DEFAULT_CONSUMER

@@ -24,8 +24,8 @@ from feedctl.context import Context
 from feedctl.db.feed_tops import load_tops, member_pages
 from feedctl.db.sql_blocks import query
 from feedctl.faults import checkpoint
-from feedctl.pipelines import repair_marks
-from feedctl.pipelines.cache_ops import CacheReport, refresh_cached, write_tops
+from feedctl.pipelines.cache import repair_marks
+from feedctl.pipelines.cache.writes import CacheReport, refresh_cached, write_tops
 
 
 class CacheTally(Protocol):

@@ -18,10 +18,11 @@ from feedctl.context import Context
 from feedctl.db import migrations
 from feedctl.db.sql_blocks import query
 from feedctl.errors import ConfigError
-from feedctl.pipelines import job_runs
-from feedctl.pipelines.cache_ops import active_user_ids, chunked
-from feedctl.pipelines.fanout import DEFAULT_CONSUMER
-from feedctl.pipelines.job_definitions import JobDefinition, configured_jobs
+from feedctl.jobs import runs as job_runs
+from feedctl.jobs.definitions import JobDefinition, configured_jobs
+from feedctl.pipelines.cache.warm import active_users
+from feedctl.pipelines.cache.writes import chunked
+from feedctl.pipelines.fanout.run import DEFAULT_CONSUMER
 
 CACHE_SAMPLE = 20_000
 EXISTS_CHUNK = 1_000
@@ -176,7 +177,7 @@ def _cache(ctx: Context, status: SystemStatus) -> None:
         params = {"since": since, "limit": CACHE_SAMPLE}
         ids: Iterable[int] = [r[0] for r in ctx.conn.execute(query("sample_active_users"), params)]
     else:
-        ids = active_user_ids(ctx, timedelta(days=ctx.settings.active_window_days))
+        ids = active_users(ctx, timedelta(days=ctx.settings.active_window_days)).ids
     checked = cached = 0
     try:
         for chunk in chunked(ids, EXISTS_CHUNK):

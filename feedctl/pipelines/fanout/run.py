@@ -2,7 +2,7 @@
 
 Each batch of events is applied to PostgreSQL and the position advanced in one
 transaction; cached feeds in Redis are written after the commit, by a stage that runs one
-batch behind on its own connection (feedctl.pipelines.fanout_cache). A Redis write that
+batch behind on its own connection (feedctl.pipelines.fanout.cache_writes). A Redis write that
 fails is counted and its feeds are marked for repair: PostgreSQL stays the truth.
 """
 
@@ -25,8 +25,8 @@ from feedctl.context import Context
 from feedctl.db.locks import advisory_lock
 from feedctl.db.sql_blocks import query
 from feedctl.faults import checkpoint
-from feedctl.pipelines.fanout_cache import CacheStage, RedisWork, cache_stage, write_cache
-from feedctl.pipelines.scores import read_inputs, store_scores
+from feedctl.pipelines.fanout.cache_writes import CacheStage, RedisWork, cache_stage, write_cache
+from feedctl.pipelines.ranking.scores import read_inputs, store_scores
 
 DEFAULT_CONSUMER = "default"
 # Entries one batch may write, at most (one post to a larger community is one batch).

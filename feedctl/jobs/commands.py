@@ -18,10 +18,14 @@ from typing import Any, Literal
 from feedctl.context import Context
 from feedctl.durations import parse_duration
 from feedctl.errors import BadInputError
-from feedctl.pipelines import cache_ops, cache_vacuum, cache_verify
+from feedctl.pipelines.cache import repair as cache_repair
+from feedctl.pipelines.cache import vacuum as cache_vacuum
+from feedctl.pipelines.cache import verify as cache_verify
+from feedctl.pipelines.cache import warm as cache_warm
+from feedctl.pipelines.cache import writes as cache_writes
 from feedctl.pipelines.expire import DEFAULT_CHUNK_POSTS, ExpireReport, expire
-from feedctl.pipelines.fanout import DEFAULT_CONSUMER, FanoutReport, run_fanout
-from feedctl.pipelines.rank import RankReport, run_rank
+from feedctl.pipelines.fanout.run import DEFAULT_CONSUMER, FanoutReport, run_fanout
+from feedctl.pipelines.ranking.nightly import RankReport, run_rank
 from feedctl.rank.heuristic import load_heuristic
 
 FlagKind = Literal["count", "text", "duration", "path", "switch"]
@@ -107,15 +111,15 @@ def _counting(guard: RunGuard) -> Callable[[int], None]:
     return on_chunk
 
 
-def _warm(ctx: Context, options: Mapping[str, Any], guard: RunGuard) -> cache_ops.CacheReport:
+def _warm(ctx: Context, options: Mapping[str, Any], guard: RunGuard) -> cache_writes.CacheReport:
     window = options.get("active_since") or parse_duration(f"{ctx.settings.active_window_days}d")
-    targets = cache_ops.active_user_ids(ctx, window)
+    targets = cache_warm.active_users(ctx, window).ids
     force = options.get("force", False)
-    return cache_ops.warm(ctx, "user", targets, force=force, progress=_counting(guard))
+    return cache_warm.warm(ctx, "user", targets, force=force, progress=_counting(guard))
 
 
-def _repair(ctx: Context, options: Mapping[str, Any], guard: RunGuard) -> cache_ops.CacheReport:
-    return cache_ops.repair(ctx, progress=_counting(guard))
+def _repair(ctx: Context, options: Mapping[str, Any], guard: RunGuard) -> cache_writes.CacheReport:
+    return cache_repair.repair(ctx, progress=_counting(guard))
 
 
 def _verify(ctx: Context, options: Mapping[str, Any], guard: RunGuard) -> cache_verify.VerifyReport:

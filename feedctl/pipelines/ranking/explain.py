@@ -8,7 +8,7 @@ import psycopg
 
 from feedctl.db.sql_blocks import query
 from feedctl.errors import NotFoundError
-from feedctl.pipelines.scores import inputs_frame
+from feedctl.pipelines.ranking.scores import inputs_frame
 from feedctl.rank.heuristic import Heuristic
 from feedctl.rank.scoring import components
 

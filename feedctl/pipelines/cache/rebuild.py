@@ -26,14 +26,9 @@ from feedctl.db.owners import require_user
 from feedctl.db.sql_blocks import query
 from feedctl.errors import BadInputError
 from feedctl.faults import checkpoint
-from feedctl.pipelines import repair_marks
-from feedctl.pipelines.cache_ops import (
-    CacheReport,
-    all_user_ids,
-    chunked,
-    community_members,
-    write_cached_tops,
-)
+from feedctl.pipelines.cache import repair_marks
+from feedctl.pipelines.cache.warm import all_user_ids, community_members
+from feedctl.pipelines.cache.writes import CacheReport, chunked, write_cached_tops
 
 Progress = Callable[[int], None]
 RUN_NAME = "all"

@@ -29,8 +29,9 @@ from feedctl.db.locks import advisory_lock
 from feedctl.db.sql_blocks import query
 from feedctl.errors import BadInputError, FeedctlError, LockedError
 from feedctl.faults import checkpoint
-from feedctl.pipelines import heuristic_versions, rank_cache
-from feedctl.pipelines.scores import INPUT_SCHEMA, stage_scores
+from feedctl.pipelines.ranking import cache_writes as rank_cache
+from feedctl.pipelines.ranking import versions as heuristic_versions
+from feedctl.pipelines.ranking.scores import INPUT_SCHEMA, stage_scores
 from feedctl.rank.heuristic import Heuristic
 from feedctl.rank.scoring import score_frame
 

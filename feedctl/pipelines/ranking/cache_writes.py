@@ -20,8 +20,8 @@ from feedctl.cache.keys import KINDS, FeedRef, community_feed, user_feed
 from feedctl.context import Context
 from feedctl.db.feed_tops import load_tops
 from feedctl.db.sql_blocks import query
-from feedctl.pipelines import repair_marks
-from feedctl.pipelines.cache_ops import CacheReport, chunked, write_tops
+from feedctl.pipelines.cache import repair_marks
+from feedctl.pipelines.cache.writes import CacheReport, chunked, write_tops
 
 UPSERT_BATCH = 5_000  # entries per pipelined round of upserts
 CHECK_BATCH = 1_000  # feeds per pipelined round of shrink checks

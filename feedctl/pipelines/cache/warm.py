@@ -1,107 +1,28 @@
-"""Filling, rebuilding and repairing cached feeds from PostgreSQL."""
+"""Warming: filling cached feeds from PostgreSQL, and the feeds a warm works on."""
 
 from __future__ import annotations
 
 import dataclasses
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
-from itertools import islice
 from typing import Any
 
 import psycopg
 
 from feedctl.cache.client import REDIS_ERRORS
-from feedctl.cache.keys import KINDS, FeedKind, FeedRef
+from feedctl.cache.keys import FeedKind, FeedRef
 from feedctl.context import Context
-from feedctl.db.feed_tops import (
-    FeedTop,
-    TextTop,
-    load_tops,
-    member_pages,
-    text_top_batches,
-)
+from feedctl.db.feed_tops import TextTop, member_pages, text_top_batches
 from feedctl.db.owners import require_community
 from feedctl.db.sql_blocks import query
-from feedctl.errors import NotFoundError
-from feedctl.pipelines import repair_marks
+from feedctl.pipelines.cache import repair_marks
+from feedctl.pipelines.cache.writes import CacheReport, chunked
 
 Progress = Callable[[int], None]
-FEEDS_PER_CHUNK = 200
 ENTRY_BUDGET = 250_000  # entries a warm holds in memory at once (a batch of feeds' tops)
 WARM_CHUNK = 10_000  # feeds per warm query (read a batch at a time)
-
-
-@dataclasses.dataclass
-class CacheReport:
-    """Counts of one cache job."""
-
-    feeds_considered: int = 0
-    feeds_written: int = 0
-    feeds_skipped: int = 0
-    entries_written: int = 0
-    redis_failures: int = 0
-    dry_run: bool = False
-
-
-def chunked(ids: Iterable[int], size: int) -> Iterator[list[int]]:
-    iterator = iter(ids)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
-
-
-def write_tops(ctx: Context, tops: Sequence[FeedTop], report: CacheReport, reason: str) -> None:
-    """Swap whole feeds into Redis; on a Redis failure mark them for repair instead."""
-    try:
-        ctx.cache.replace_many((t.feed.key(ctx.prefix), t.entries, t.truncated) for t in tops)
-    except REDIS_ERRORS:
-        report.redis_failures += len(tops)
-        repair_marks.mark_feeds(ctx.conn, [t.feed for t in tops], reason)
-        return
-    report.feeds_written += len(tops)
-    report.entries_written += sum(len(t.entries) for t in tops)
-
-
-def write_cached_tops(
-    ctx: Context, tops: Sequence[FeedTop], report: CacheReport, reason: str
-) -> list[bool]:
-    """Swap whole feeds into Redis where they are cached now (each atomically, one round
-    trip); uncached ones stay uncached. On a Redis failure mark them for repair instead.
-
-    Returns, feed by feed, whether it was written.
-    """
-    try:
-        keyed = [(t.feed.key(ctx.prefix), t.entries, t.truncated) for t in tops]
-        written = ctx.cache.replace_cached_many(keyed)
-    except REDIS_ERRORS:
-        report.redis_failures += len(tops)
-        repair_marks.mark_feeds(ctx.conn, [t.feed for t in tops], reason)
-        return [False] * len(tops)
-    for top, done in zip(tops, written, strict=True):
-        if done:
-            report.feeds_written += 1
-            report.entries_written += len(top.entries)
-        else:
-            report.feeds_skipped += 1
-    return written
-
-
-def refresh_cached(ctx: Context, feeds: Sequence[FeedRef], report: CacheReport) -> None:
-    """Re-read from PostgreSQL the feeds that are cached now; leave the others uncached."""
-    if not feeds:
-        return
-    try:
-        present = ctx.cache.exists([f.key(ctx.prefix) for f in feeds])
-    except REDIS_ERRORS:
-        report.redis_failures += len(feeds)
-        repair_marks.mark_feeds(ctx.conn, feeds, "refresh failed")
-        return
-    for kind in KINDS:
-        ids = [f.id for f, cached in zip(feeds, present, strict=True) if cached and f.kind == kind]
-        for chunk in chunked(ids, FEEDS_PER_CHUNK):
-            tops = load_tops(ctx.conn, kind, chunk, ctx.cap, ctx.retention)
-            write_tops(ctx, tops, report, "refresh failed")
 
 
 def warm(
@@ -232,12 +153,6 @@ def active_users(ctx: Context, since: timedelta) -> Targets:
     return Targets(ids, int(row[0]) if row else 0)
 
 
-def active_user_ids(ctx: Context, since: timedelta) -> Iterator[int]:
-    """Users active within `since`, in id order, paged."""
-    cutoff = datetime.now(UTC) - since
-    return _paged_ids(ctx.conn, "active_user_ids", {"since": cutoff})
-
-
 def all_user_ids(conn: psycopg.Connection[Any], after: int = 0) -> Iterator[int]:
     """Every user id above `after`, in order, paged."""
     return _paged_ids(conn, "user_ids_after", {}, start=after)
@@ -267,55 +182,3 @@ def warm_community(
         if field.name != "dry_run":
             setattr(report, field.name, getattr(report, field.name) + getattr(own, field.name))
     return report
-
-
-def community_member_ids(ctx: Context, community_id: int) -> list[int]:
-    require_community(ctx.conn, community_id)
-    return [user for page in member_pages(ctx.conn, community_id) for user in page]
-
-
-def existing_users(conn: psycopg.Connection[Any], ids: Sequence[int]) -> list[int]:
-    """The ids, in order, after checking every one exists."""
-    found = {row[0] for row in conn.execute(query("existing_user_ids"), {"ids": list(ids)})}
-    missing = [i for i in ids if i not in found]
-    if missing:
-        shown = ", ".join(str(i) for i in missing[:5])
-        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-        raise NotFoundError(f"unknown user id(s): {shown}{more}")
-    return list(ids)
-
-
-def repair(ctx: Context, *, progress: Progress | None = None) -> CacheReport:
-    """Rewrite every feed marked for repair from PostgreSQL (each swapped in atomically),
-    then unmark it.
-
-    A mark set after the repair read PostgreSQL stays, so a miss during repair is not lost.
-    """
-    report = CacheReport()
-    while True:
-        marks = repair_marks.marked(ctx.conn, FEEDS_PER_CHUNK)
-        if not marks:
-            return report
-        started = _database_now(ctx.conn)
-        failures_before = report.redis_failures
-        for kind in KINDS:
-            ids = [feed_id for k, feed_id in marks if k == kind]
-            if ids:
-                report.feeds_considered += len(ids)
-                tops = load_tops(ctx.conn, kind, ids, ctx.cap, ctx.retention)
-                write_tops(ctx, tops, report, "repair failed")
-        if report.redis_failures > failures_before:
-            return report
-        with ctx.conn.transaction():
-            for kind in KINDS:
-                ids = [feed_id for k, feed_id in marks if k == kind]
-                repair_marks.unmark(ctx.conn, kind, ids, started)
-        if progress:
-            progress(len(marks))
-
-
-def _database_now(conn: psycopg.Connection[Any]) -> datetime:
-    row = conn.execute(query("database_now")).fetchone()
-    assert row is not None
-    moment: datetime = row[0]
-    return moment

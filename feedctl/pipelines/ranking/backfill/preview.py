@@ -16,11 +16,11 @@ from typing import Any
 from feedctl.context import Context
 from feedctl.db.sql_blocks import query
 from feedctl.errors import BadInputError
-from feedctl.pipelines import heuristic_versions
-from feedctl.pipelines.backfill import END, FIRST_USERS, START, next_chunk_users
-from feedctl.pipelines.scores import inputs_frame
-from feedctl.pipelines.shards import Shard
-from feedctl.pipelines.throttle import Throttle
+from feedctl.pipelines.ranking import versions as heuristic_versions
+from feedctl.pipelines.ranking.backfill.run import END, FIRST_USERS, START, next_chunk_users
+from feedctl.pipelines.ranking.backfill.shards import Shard
+from feedctl.pipelines.ranking.backfill.throttle import Throttle
+from feedctl.pipelines.ranking.scores import inputs_frame
 from feedctl.rank.heuristic import Heuristic
 from feedctl.rank.movement import summarize
 from feedctl.rank.scoring import score_frame

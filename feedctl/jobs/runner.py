@@ -38,10 +38,11 @@ from feedctl.errors import (
     FeedctlError,
     LockedError,
 )
-from feedctl.failures import as_feedctl_error
-from feedctl.pipelines import job_runs, repair_marks
-from feedctl.pipelines.job_commands import COMMANDS, RunGuard, RunInterrupted
-from feedctl.pipelines.job_definitions import JobDefinition
+from feedctl.jobs import runs as job_runs
+from feedctl.jobs.commands import COMMANDS, RunGuard, RunInterrupted
+from feedctl.jobs.definitions import JobDefinition
+from feedctl.pipelines.cache import repair_marks
+from feedctl.server_errors import as_feedctl_error
 
 log = logging.getLogger("feedctl.jobs")
 CANCEL_EVERY_SECONDS = 1.0

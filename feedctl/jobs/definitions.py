@@ -3,7 +3,7 @@
 ```toml
 # jobs/fanout.toml (the job's name is the file's name)
 description = "Fan new posts out into members' feeds."
-command = "fanout"                       # a feedctl command (see feedctl.pipelines.job_commands)
+command = "fanout"                       # a feedctl command (see feedctl.jobs.commands)
 flags = ["--max-events", "200000"]       # that command's flags, as on the command line
 timeout = "50s"                          # s, m, h, d or w
 lock = "feedctl.job.fanout"              # PostgreSQL advisory lock held while it runs
@@ -25,7 +25,7 @@ import feedctl
 from feedctl.config import Settings
 from feedctl.durations import parse_duration
 from feedctl.errors import BadInputError, ConfigError
-from feedctl.pipelines.job_commands import COMMANDS, parse_flags
+from feedctl.jobs.commands import COMMANDS, parse_flags
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _KEYS = {"description", "command", "flags", "timeout", "lock"}

@@ -23,7 +23,7 @@ from feedctl.context import Context
 from feedctl.db.feed_tops import FeedTop, load_tops
 from feedctl.db.sql_blocks import query
 from feedctl.errors import BadInputError
-from feedctl.pipelines import repair_marks
+from feedctl.pipelines.cache import repair_marks
 
 Progress = Callable[[int], None]
 SETTLE_SECONDS = 0.5

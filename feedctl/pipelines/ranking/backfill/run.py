@@ -36,12 +36,12 @@ from feedctl.db.locks import advisory_lock
 from feedctl.db.sql_blocks import query
 from feedctl.errors import BadInputError, FeedctlError, LockedError
 from feedctl.faults import checkpoint
-from feedctl.pipelines import heuristic_versions
-from feedctl.pipelines.cache_ops import CacheReport, chunked, refresh_cached
-from feedctl.pipelines.rank import RANK_LOCK
-from feedctl.pipelines.scores import inputs_frame, stage_scores
-from feedctl.pipelines.shards import Shard
-from feedctl.pipelines.throttle import Throttle, check_rate
+from feedctl.pipelines.cache.writes import CacheReport, chunked, refresh_cached
+from feedctl.pipelines.ranking import versions as heuristic_versions
+from feedctl.pipelines.ranking.backfill.shards import Shard
+from feedctl.pipelines.ranking.backfill.throttle import Throttle, check_rate
+from feedctl.pipelines.ranking.nightly import RANK_LOCK
+from feedctl.pipelines.ranking.scores import inputs_frame, stage_scores
 from feedctl.rank.heuristic import Heuristic, heuristic_from_record
 from feedctl.rank.scoring import score_frame
 

@@ -1,0 +1,1 @@
+"""The second front end: job definitions, single-instance runs, their records and status."""

@@ -1,0 +1,1 @@
+"""Cache operations: warm, repair, rebuild, verify, vacuum, and the marks of feeds to repair."""

@@ -1,0 +1,54 @@
+"""Repair: rewrite the cached feeds marked for repair from PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from feedctl.cache.keys import KINDS
+from feedctl.context import Context
+from feedctl.db.feed_tops import load_tops
+from feedctl.db.sql_blocks import query
+from feedctl.pipelines.cache import repair_marks
+from feedctl.pipelines.cache.writes import FEEDS_PER_CHUNK, CacheReport, write_tops
+
+Progress = Callable[[int], None]
+
+
+def repair(ctx: Context, *, progress: Progress | None = None) -> CacheReport:
+    """Rewrite every feed marked for repair from PostgreSQL (each swapped in atomically),
+    then unmark it.
+
+    A mark set after the repair read PostgreSQL stays, so a miss during repair is not lost.
+    """
+    report = CacheReport()
+    while True:
+        marks = repair_marks.marked(ctx.conn, FEEDS_PER_CHUNK)
+        if not marks:
+            return report
+        started = _database_now(ctx.conn)
+        failures_before = report.redis_failures
+        for kind in KINDS:
+            ids = [feed_id for k, feed_id in marks if k == kind]
+            if ids:
+                report.feeds_considered += len(ids)
+                tops = load_tops(ctx.conn, kind, ids, ctx.cap, ctx.retention)
+                write_tops(ctx, tops, report, "repair failed")
+        if report.redis_failures > failures_before:
+            return report
+        with ctx.conn.transaction():
+            for kind in KINDS:
+                ids = [feed_id for k, feed_id in marks if k == kind]
+                repair_marks.unmark(ctx.conn, kind, ids, started)
+        if progress:
+            progress(len(marks))
+
+
+def _database_now(conn: psycopg.Connection[Any]) -> datetime:
+    row = conn.execute(query("database_now")).fetchone()
+    assert row is not None
+    moment: datetime = row[0]
+    return moment

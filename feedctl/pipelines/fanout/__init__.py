@@ -1,0 +1,1 @@
+"""Fan-out: events into feeds in PostgreSQL, then the cache writes they call for."""

@@ -1,0 +1,1 @@
+"""Ranking: scoring posts, the nightly rescore, heuristic versions and explanations."""

@@ -1,0 +1,1 @@
+"""Backfills: every score again under a new heuristic, in resumable shards."""
