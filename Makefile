@@ -1,4 +1,4 @@
-# The doors a newcomer uses: `make demo`, `make test`, `make lint`, `make bench`.
+# The doors a newcomer uses: `make demo`, `make test`, `make lint`, `make bench`, `make docs`.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # same versions. After changing dependencies in pyproject.toml, run `make lock`.
 LOCK := requirements.lock
 
-.PHONY: install lock tools demo test lint format bench clean
+.PHONY: install lock tools demo test lint format bench docs clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,16 +39,21 @@ test: $(STAMP) tools
 	$(BIN)/python -m pytest -m "not slow"
 
 lint: $(STAMP)
-	$(BIN)/ruff check feedctl tests bench
-	$(BIN)/ruff format --check feedctl tests bench
+	$(BIN)/ruff check feedctl tests bench scripts
+	$(BIN)/ruff format --check feedctl tests bench scripts
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff format feedctl tests bench
-	$(BIN)/ruff check --fix feedctl tests bench
+	$(BIN)/ruff format feedctl tests bench scripts
+	$(BIN)/ruff check --fix feedctl tests bench scripts
 
 bench: $(STAMP)
 	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done
+
+# docs/cli.md: every command's --help, written again from the commands themselves
+# (tests/unit/test_docs.py fails when it is stale).
+docs: $(STAMP)
+	$(BIN)/python scripts/cli_doc.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

@@ -46,7 +46,8 @@ def rebuild(
     ),
     chunk_size: int = typer.Option(USERS_PER_CHUNK, "--chunk-size", help="Users per transaction."),
 ) -> None:
-    """Recompute feeds from memberships and scored live posts, truncated to the cap.
+    """Recompute feeds from memberships and scored live posts younger than feed_retention:
+    the whole retained feed in PostgreSQL, its top feed_cap in Redis.
 
     Each chunk of users is rewritten in PostgreSQL in one transaction (readers see the old
     feed or the new one), then their cached copies are swapped in atomically; feeds that are
