@@ -17,7 +17,6 @@ from typing import Any, Literal
 import psycopg
 import psycopg.errors
 
-from feedctl.cache.client import REDIS_ERRORS
 from feedctl.cache.keys import community_feed, user_feed
 from feedctl.context import Context
 from feedctl.db.feed_tops import load_tops
@@ -239,11 +238,9 @@ def _rewrite_cached(
 ) -> None:
     """Swap in the cached copies of these feeds that are cached; leave the rest uncached."""
     feeds = [user_feed(i) if kind == "user" else community_feed(i) for i in ids]
-    try:
+    with repair_marks.marked_on_failure(ctx.conn, feeds, "rebuild failed", report) as asked:
         before = ctx.cache.sizes([f.key(ctx.prefix) for f in feeds])
-    except REDIS_ERRORS:
-        report.redis_failures += len(feeds)
-        repair_marks.mark_feeds(ctx.conn, feeds, "rebuild failed")
+    if asked.failed:
         return
     tops = load_tops(ctx.conn, kind, ids, ctx.cap, ctx.retention)
     counts = CacheReport()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import dataclasses
+from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 
+from feedctl.cache.client import REDIS_ERRORS
 from feedctl.cache.keys import KINDS, FeedKind, FeedRef
 from feedctl.db.sql_blocks import query
 
@@ -40,3 +43,38 @@ def mark_feeds(conn: psycopg.Connection[Any], feeds: Sequence[FeedRef], reason: 
     with conn.transaction():
         for kind in KINDS:
             mark(conn, kind, [f.id for f in feeds if f.kind == kind], reason)
+
+
+class FailureTally(Protocol):
+    """The report a failed Redis write is counted in."""
+
+    redis_failures: int
+
+
+@dataclasses.dataclass
+class RedisWrite:
+    """What became of the Redis writes of one `marked_on_failure` block."""
+
+    failed: bool = False
+
+
+@contextlib.contextmanager
+def marked_on_failure(
+    conn: psycopg.Connection[Any],
+    feeds: Sequence[FeedRef],
+    reason: str,
+    tally: FailureTally,
+    *,
+    failures: int | None = None,
+) -> Iterator[RedisWrite]:
+    """The one way a failed Redis write is handled: the block's Redis error is swallowed,
+    counted in `tally.redis_failures` (`failures`, by default one per feed), and the feeds are
+    marked for repair in PostgreSQL, which stays the truth. `RedisWrite.failed` tells the
+    code after the block which happened."""
+    write = RedisWrite()
+    try:
+        yield write
+    except REDIS_ERRORS:
+        write.failed = True
+        tally.redis_failures += len(feeds) if failures is None else failures
+        mark_feeds(conn, feeds, reason)

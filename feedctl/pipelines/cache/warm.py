@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import queue
-import threading
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,6 +16,7 @@ from feedctl.context import Context
 from feedctl.db.feed_tops import TextTop, member_pages, text_top_batches
 from feedctl.db.owners import require_community
 from feedctl.db.sql_blocks import query
+from feedctl.pipelines.alongside import Alongside, alongside
 from feedctl.pipelines.cache import repair_marks
 from feedctl.pipelines.cache.writes import CacheReport, chunked
 
@@ -42,7 +42,7 @@ def warm(
     batches are in memory, whatever the number of feeds.
     """
     report = CacheReport(dry_run=dry_run)
-    with _OverlappedWrites(ctx, report, "warm failed") as writes:
+    with _overlapped_writes(ctx, report, "warm failed") as writes:
         for chunk in chunked(ids, WARM_CHUNK):
             report.feeds_considered += len(chunk)
             todo = chunk if force else _uncached(ctx, kind, chunk)
@@ -61,54 +61,33 @@ def warm(
     return report
 
 
-class _OverlappedWrites:
+@contextmanager
+def _overlapped_writes(
+    ctx: Context, report: CacheReport, reason: str
+) -> Iterator[Alongside[list[TextTop]]]:
     """Swaps batches of feeds into Redis on a second thread, so that PostgreSQL is read
     while Redis is written. Failed batches are marked for repair (on the caller's thread,
     which owns the connection) when the block ends."""
+    failed: list[TextTop] = []
 
-    def __init__(self, ctx: Context, report: CacheReport, reason: str) -> None:
-        self.ctx = ctx
-        self.report = report
-        self.reason = reason
-        self.waiting: queue.Queue[list[TextTop] | None] = queue.Queue(maxsize=2)
-        self.failed: list[TextTop] = []
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="feedctl-cache-writes", daemon=True)
+    def write(batch: list[TextTop]) -> None:
+        try:
+            ctx.cache.replace_text_many(
+                (t.feed.key(ctx.prefix), t.text, t.truncated) for t in batch
+            )
+        except REDIS_ERRORS:
+            failed.extend(batch)
+            return
+        report.feeds_written += len(batch)
+        report.entries_written += sum(t.entries for t in batch)
 
-    def __enter__(self) -> _OverlappedWrites:
-        self.thread.start()
-        return self
-
-    def put(self, batch: list[TextTop]) -> None:
-        if self.error is not None:
-            raise self.error
-        self.waiting.put(batch)
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.waiting.put(None)
-        self.thread.join()
-        if self.failed:
-            self.report.redis_failures += len(self.failed)
-            repair_marks.mark_feeds(self.ctx.conn, [t.feed for t in self.failed], self.reason)
-        if self.error is not None and exc_info[0] is None:
-            raise self.error
-
-    def _run(self) -> None:
-        while (batch := self.waiting.get()) is not None:
-            if self.error is not None:
-                continue  # drain: the caller stops at its next put
-            try:
-                self.ctx.cache.replace_text_many(
-                    (t.feed.key(self.ctx.prefix), t.text, t.truncated) for t in batch
-                )
-            except REDIS_ERRORS:
-                self.failed.extend(batch)
-                continue
-            except BaseException as exc:  # a bug: hand it to the caller's thread
-                self.error = exc
-                continue
-            self.report.feeds_written += len(batch)
-            self.report.entries_written += sum(t.entries for t in batch)
+    try:
+        with alongside(write, depth=2, name="feedctl-cache-writes") as worker:
+            yield worker
+    finally:
+        if failed:
+            report.redis_failures += len(failed)
+            repair_marks.mark_feeds(ctx.conn, [t.feed for t in failed], reason)
 
 
 def _uncached(ctx: Context, kind: FeedKind, ids: list[int]) -> list[int]:

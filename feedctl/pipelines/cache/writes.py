@@ -6,7 +6,6 @@ import dataclasses
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
 
-from feedctl.cache.client import REDIS_ERRORS
 from feedctl.cache.keys import KINDS, FeedRef
 from feedctl.context import Context
 from feedctl.db.feed_tops import FeedTop, load_tops
@@ -35,11 +34,9 @@ def chunked(ids: Iterable[int], size: int) -> Iterator[list[int]]:
 
 def write_tops(ctx: Context, tops: Sequence[FeedTop], report: CacheReport, reason: str) -> None:
     """Swap whole feeds into Redis; on a Redis failure mark them for repair instead."""
-    try:
+    with repair_marks.marked_on_failure(ctx.conn, [t.feed for t in tops], reason, report) as write:
         ctx.cache.replace_many((t.feed.key(ctx.prefix), t.entries, t.truncated) for t in tops)
-    except REDIS_ERRORS:
-        report.redis_failures += len(tops)
-        repair_marks.mark_feeds(ctx.conn, [t.feed for t in tops], reason)
+    if write.failed:
         return
     report.feeds_written += len(tops)
     report.entries_written += sum(len(t.entries) for t in tops)
@@ -53,13 +50,13 @@ def write_cached_tops(
 
     Returns, feed by feed, whether it was written.
     """
-    try:
+    written = [False] * len(tops)
+    feeds = [t.feed for t in tops]
+    with repair_marks.marked_on_failure(ctx.conn, feeds, reason, report) as write:
         keyed = [(t.feed.key(ctx.prefix), t.entries, t.truncated) for t in tops]
         written = ctx.cache.replace_cached_many(keyed)
-    except REDIS_ERRORS:
-        report.redis_failures += len(tops)
-        repair_marks.mark_feeds(ctx.conn, [t.feed for t in tops], reason)
-        return [False] * len(tops)
+    if write.failed:
+        return written
     for top, done in zip(tops, written, strict=True):
         if done:
             report.feeds_written += 1
@@ -73,11 +70,9 @@ def refresh_cached(ctx: Context, feeds: Sequence[FeedRef], report: CacheReport) 
     """Re-read from PostgreSQL the feeds that are cached now; leave the others uncached."""
     if not feeds:
         return
-    try:
+    with repair_marks.marked_on_failure(ctx.conn, feeds, "refresh failed", report) as asked:
         present = ctx.cache.exists([f.key(ctx.prefix) for f in feeds])
-    except REDIS_ERRORS:
-        report.redis_failures += len(feeds)
-        repair_marks.mark_feeds(ctx.conn, feeds, "refresh failed")
+    if asked.failed:
         return
     for kind in KINDS:
         ids = [f.id for f, cached in zip(feeds, present, strict=True) if cached and f.kind == kind]

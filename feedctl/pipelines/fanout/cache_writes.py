@@ -9,8 +9,6 @@ writes outstanding has them replayed by the next run.
 from __future__ import annotations
 
 import dataclasses
-import queue
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -24,6 +22,7 @@ from feedctl.context import Context
 from feedctl.db.feed_tops import load_tops, member_pages
 from feedctl.db.sql_blocks import query
 from feedctl.faults import checkpoint
+from feedctl.pipelines.alongside import Alongside, alongside
 from feedctl.pipelines.cache import repair_marks
 from feedctl.pipelines.cache.writes import CacheReport, refresh_cached, write_tops
 
@@ -136,47 +135,25 @@ class CacheStage:
     batch behind the database side; `submit` waits while a batch is still queued, so memory
     holds at most two batches' work."""
 
-    def __init__(self, ctx: Context, consumer: str, report: CacheTally) -> None:
-        self.ctx = ctx
-        self.consumer = consumer
-        self.report = report
-        self.queue: queue.Queue[_Committed | None] = queue.Queue(maxsize=1)
-        self.error: BaseException | None = None
+    def __init__(self, worker: Alongside[_Committed]) -> None:
+        self.worker = worker
 
     def submit(self, work: RedisWork, txid: str, event_id: int) -> None:
-        self.raise_failure()
-        self.queue.put(_Committed(work, txid, event_id))
-
-    def raise_failure(self) -> None:
-        if self.error is not None:
-            raise self.error
-
-    def _run(self, ctx: Context) -> None:
-        while (item := self.queue.get()) is not None:
-            if self.error is not None:
-                continue  # drain: the database side stops at its next submit
-            try:
-                started = time.perf_counter()
-                write_cache(ctx, item.work, self.report)
-                params = {"consumer": self.consumer, "txid": item.txid, "event_id": item.event_id}
-                ctx.conn.execute(query("close_cache_pending_through"), params)
-                self.report.seconds_cache += time.perf_counter() - started
-            except BaseException as exc:  # handed to the database side, raised there
-                self.error = exc
+        self.worker.put(_Committed(work, txid, event_id))
 
 
 @contextmanager
 def cache_stage(ctx: Context, consumer: str, report: CacheTally) -> Iterator[CacheStage]:
     """A running CacheStage; leaving the block waits for every submitted batch."""
     with ctx.second_connection() as conn:
-        stage = CacheStage(ctx, consumer, report)
-        worker = threading.Thread(
-            target=stage._run, args=(dataclasses.replace(ctx, conn=conn),), daemon=True
-        )
-        worker.start()
-        try:
-            yield stage
-        finally:
-            stage.queue.put(None)
-            worker.join()
-    stage.raise_failure()
+        own = dataclasses.replace(ctx, conn=conn)
+
+        def write(item: _Committed) -> None:
+            started = time.perf_counter()
+            write_cache(own, item.work, report)
+            params = {"consumer": consumer, "txid": item.txid, "event_id": item.event_id}
+            own.conn.execute(query("close_cache_pending_through"), params)
+            report.seconds_cache += time.perf_counter() - started
+
+        with alongside(write, depth=1, name="feedctl-fanout-cache") as worker:
+            yield CacheStage(worker)

@@ -78,11 +78,12 @@ class _Writer:
             self.writes.feeds_marked_for_repair += len(self.failed)
             return
         watched = list(self.watched)
-        try:
+        short: list[FeedRef] = []
+        with repair_marks.marked_on_failure(
+            self.ctx.conn, watched, "rank write failed", self.writes
+        ) as asked:
             short = list(self._short_feeds(watched))
-        except REDIS_ERRORS:
-            repair_marks.mark_feeds(self.ctx.conn, watched, "rank write failed")
-            self.writes.redis_failures += len(watched)
+        if asked.failed:
             self.writes.feeds_marked_for_repair += len(watched)
             return
         report = CacheReport()
