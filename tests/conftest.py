@@ -1,8 +1,10 @@
 """Shared fixtures: real servers (see servers.py), a fresh database per test cloned from a
-migrated template, and a private Redis key prefix per test."""
+migrated template, a private Redis key prefix per test, a Redis of a test's own, and the
+global options that point the CLI at them."""
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -18,6 +20,7 @@ from feedctl import config
 from feedctl.config import Settings
 from feedctl.context import Context, open_context
 from feedctl.db import migrations
+from feedctl.services import EmbeddedRedis
 
 from servers import resolve_postgres, resolve_redis
 
@@ -131,6 +134,15 @@ def redis_prefix(redis_server_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    """A Redis server of this test's own, which the test may stop and start again."""
+    server = EmbeddedRedis(tmp_path / "own-redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def settings(
     database_url: str, redis_server_url: str, redis_prefix: str, tmp_path: Path
 ) -> Settings:
@@ -149,3 +161,25 @@ def settings(
 def ctx(settings: Settings) -> Iterator[Context]:
     with open_context(settings) as context:
         yield context
+
+
+@pytest.fixture
+def config_options() -> dict[str, object]:
+    """Settings a module adds to the feedctl.toml of `base_args` (override this fixture)."""
+    return {}
+
+
+@pytest.fixture
+def base_args(
+    database_url: str,
+    redis_server_url: str,
+    redis_prefix: str,
+    tmp_path: Path,
+    config_options: dict[str, object],
+) -> list[str]:
+    """Global options that point a command at the test's own database and key space."""
+    config = tmp_path / "feedctl.toml"
+    options = {"redis_key_prefix": redis_prefix, "feed_cap": 50, **config_options}
+    config.write_text("".join(f"{key} = {json.dumps(value)}\n" for key, value in options.items()))
+    urls = ["--database-url", database_url, "--redis-url", redis_server_url]
+    return ["--config", str(config), *urls]

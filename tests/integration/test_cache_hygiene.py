@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import redis
@@ -194,14 +192,6 @@ def test_vacuum_frees_inactive_orphan_malformed_and_over_cap_and_nothing_else(
 def test_vacuum_needs_a_window(warm: Context) -> None:
     with pytest.raises(BadInputError, match="longer than 0"):
         vacuum(warm, timedelta(0))
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
-    server = EmbeddedRedis(tmp_path / "own-redis")
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_repair_heals_cached_feeds_whose_writes_failed(
