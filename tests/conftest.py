@@ -4,10 +4,11 @@ global options that point the CLI at them."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -101,6 +102,26 @@ def template_database(postgres_admin_url: str) -> Iterator[str]:
     _drop_database(postgres_admin_url, name)
 
 
+@contextlib.contextmanager
+def _cloned_database(admin_url: str, template: str) -> Iterator[str]:
+    name = f"feedctl_t_{uuid.uuid4().hex[:12]}"
+    _create_database(admin_url, name, template=template)
+    try:
+        yield database_url_for(admin_url, name)
+    finally:
+        _drop_database(admin_url, name)
+
+
+MigratedDatabase = Callable[[], contextlib.AbstractContextManager[str]]
+
+
+@pytest.fixture(scope="session")
+def migrated_database(postgres_admin_url: str, template_database: str) -> MigratedDatabase:
+    """`with migrated_database() as url:` a fresh, migrated database (a clone of the
+    template), dropped afterwards: for fixtures wider than one test, or a second database."""
+    return lambda: _cloned_database(postgres_admin_url, template_database)
+
+
 @pytest.fixture
 def empty_database_url(postgres_admin_url: str) -> Iterator[str]:
     """A brand-new database with no tables."""
@@ -111,12 +132,10 @@ def empty_database_url(postgres_admin_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def database_url(postgres_admin_url: str, template_database: str) -> Iterator[str]:
+def database_url(migrated_database: MigratedDatabase) -> Iterator[str]:
     """A fresh, migrated database of this test's own."""
-    name = f"feedctl_t_{uuid.uuid4().hex[:12]}"
-    _create_database(postgres_admin_url, name, template=template_database)
-    yield database_url_for(postgres_admin_url, name)
-    _drop_database(postgres_admin_url, name)
+    with migrated_database() as url:
+        yield url
 
 
 @pytest.fixture
