@@ -1,6 +1,6 @@
 """Shared fixtures: real servers (see servers.py), a fresh database per test cloned from a
-migrated template, a private Redis key prefix per test, a Redis of a test's own, and the
-global options that point the CLI at them."""
+migrated template, a private Redis key prefix per test (the session fails if a test leaves
+keys behind), a Redis of a test's own, and the global options that point the CLI at them."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from feedctl.services import EmbeddedRedis
 from servers import resolve_postgres, resolve_redis
 
 TEST_VARIABLES = ("FEEDCTL_TEST_DATABASE_URL", "FEEDCTL_TEST_REDIS_URL")
+TEST_PREFIX = "feedctl-test-"  # every test's Redis key space starts with it
 
 
 def _strip_feedctl_environment() -> None:
@@ -67,11 +68,26 @@ def postgres_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
     cleanup()
 
 
+def _keys(url: str, pattern: str) -> list[bytes]:
+    client = redis.Redis.from_url(url)
+    try:
+        return list(client.scan_iter(match=pattern, count=1000))
+    finally:
+        client.close()
+
+
 @pytest.fixture(scope="session")
 def redis_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The session's Redis. At the end no test may have left a key on it: none under a test
+    prefix, and none at all on a server started for these tests alone."""
     url, cleanup = resolve_redis(tmp_path_factory.mktemp("redis"))
-    yield url
-    cleanup()
+    try:
+        yield url
+        shared = bool(os.environ.get("FEEDCTL_TEST_REDIS_URL"))
+        left = _keys(url, f"*{TEST_PREFIX}*" if shared else "*")
+        assert not left, f"tests left {len(left)} Redis key(s) behind, such as {left[:5]}"
+    finally:
+        cleanup()
 
 
 def _create_database(admin_url: str, name: str, template: str | None = None) -> None:
@@ -140,16 +156,17 @@ def database_url(migrated_database: MigratedDatabase) -> Iterator[str]:
 
 @pytest.fixture
 def redis_prefix(redis_server_url: str) -> Iterator[str]:
-    """A key space of this test's own, deleted afterwards."""
-    prefix = f"feedctl-test-{uuid.uuid4().hex[:12]}:"
+    """A key space of this test's own: every key that contains it is deleted afterwards
+    (also keys a test writes around it on purpose, such as `other-<prefix>...`)."""
+    prefix = f"{TEST_PREFIX}{uuid.uuid4().hex[:12]}:"
     yield prefix
-    client = redis.Redis.from_url(redis_server_url)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        if keys:
+    keys = _keys(redis_server_url, f"*{prefix}*")
+    if keys:
+        client = redis.Redis.from_url(redis_server_url)
+        try:
             client.delete(*keys)
-    finally:
-        client.close()
+        finally:
+            client.close()
 
 
 @pytest.fixture
