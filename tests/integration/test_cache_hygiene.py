@@ -5,8 +5,8 @@ Expected feeds come from tests/integration/expected.py (plain SQL and math)."""
 from __future__ import annotations
 
 import dataclasses
-import threading
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 import redis
@@ -16,7 +16,7 @@ from feedctl.config import Settings
 from feedctl.context import Context, open_context
 from feedctl.db.feed_tops import load_tops
 from feedctl.errors import BadInputError
-from feedctl.pipelines import cache_ops, repair_marks
+from feedctl.pipelines import cache_ops, cache_verify, repair_marks
 from feedctl.pipelines.cache_vacuum import vacuum
 from feedctl.pipelines.cache_verify import verify
 from feedctl.pipelines.fanout import run_fanout
@@ -112,15 +112,23 @@ def test_verify_samples_the_size_asked_for(warm: Context) -> None:
         verify(warm, 0)
 
 
-def test_a_write_in_flight_settles_and_is_not_reported(warm: Context) -> None:
+def test_a_write_in_flight_settles_and_is_not_reported(
+    warm: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ctx = warm
     user_id = longest(ctx, 1)[0]
     members = ctx.redis.zrange(key(ctx, user_id), -1, -1, withscores=True)  # the best
     ctx.redis.zrem(key(ctx, user_id), members[0][0])
-    late_write = threading.Timer(0.1, lambda: ctx.redis.zadd(key(ctx, user_id), dict(members)))
-    late_write.start()
+    waits: list[float] = []
+
+    def late_write(seconds: float) -> None:
+        """The write lands while verify waits to compare the disagreeing feed again."""
+        waits.append(seconds)
+        ctx.redis.zadd(key(ctx, user_id), dict(members))
+
+    monkeypatch.setattr(cache_verify, "time", SimpleNamespace(sleep=late_write))
     report = verify(ctx, 10_000, settle_seconds=0.5)
-    late_write.join()
+    assert waits == [0.5]
     assert report.feeds_settled == 1 and report.mismatches == []
 
 
