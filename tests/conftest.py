@@ -1,11 +1,14 @@
 """Shared fixtures: real servers (see servers.py), a fresh database per test cloned from a
-migrated template, and a private Redis key prefix per test."""
+migrated template, a private Redis key prefix per test (the session fails if a test leaves
+keys behind), a Redis of a test's own, and the global options that point the CLI at them."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -18,10 +21,12 @@ from feedctl import config
 from feedctl.config import Settings
 from feedctl.context import Context, open_context
 from feedctl.db import migrations
+from feedctl.services import EmbeddedRedis
 
 from servers import resolve_postgres, resolve_redis
 
 TEST_VARIABLES = ("FEEDCTL_TEST_DATABASE_URL", "FEEDCTL_TEST_REDIS_URL")
+TEST_PREFIX = "feedctl-test-"  # every test's Redis key space starts with it
 
 
 def _strip_feedctl_environment() -> None:
@@ -63,11 +68,26 @@ def postgres_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
     cleanup()
 
 
+def _keys(url: str, pattern: str) -> list[bytes]:
+    client = redis.Redis.from_url(url)
+    try:
+        return list(client.scan_iter(match=pattern, count=1000))
+    finally:
+        client.close()
+
+
 @pytest.fixture(scope="session")
 def redis_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The session's Redis. At the end no test may have left a key on it: none under a test
+    prefix, and none at all on a server started for these tests alone."""
     url, cleanup = resolve_redis(tmp_path_factory.mktemp("redis"))
-    yield url
-    cleanup()
+    try:
+        yield url
+        shared = bool(os.environ.get("FEEDCTL_TEST_REDIS_URL"))
+        left = _keys(url, f"*{TEST_PREFIX}*" if shared else "*")
+        assert not left, f"tests left {len(left)} Redis key(s) behind, such as {left[:5]}"
+    finally:
+        cleanup()
 
 
 def _create_database(admin_url: str, name: str, template: str | None = None) -> None:
@@ -98,6 +118,26 @@ def template_database(postgres_admin_url: str) -> Iterator[str]:
     _drop_database(postgres_admin_url, name)
 
 
+@contextlib.contextmanager
+def _cloned_database(admin_url: str, template: str) -> Iterator[str]:
+    name = f"feedctl_t_{uuid.uuid4().hex[:12]}"
+    _create_database(admin_url, name, template=template)
+    try:
+        yield database_url_for(admin_url, name)
+    finally:
+        _drop_database(admin_url, name)
+
+
+MigratedDatabase = Callable[[], contextlib.AbstractContextManager[str]]
+
+
+@pytest.fixture(scope="session")
+def migrated_database(postgres_admin_url: str, template_database: str) -> MigratedDatabase:
+    """`with migrated_database() as url:` a fresh, migrated database (a clone of the
+    template), dropped afterwards: for fixtures wider than one test, or a second database."""
+    return lambda: _cloned_database(postgres_admin_url, template_database)
+
+
 @pytest.fixture
 def empty_database_url(postgres_admin_url: str) -> Iterator[str]:
     """A brand-new database with no tables."""
@@ -108,26 +148,34 @@ def empty_database_url(postgres_admin_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def database_url(postgres_admin_url: str, template_database: str) -> Iterator[str]:
+def database_url(migrated_database: MigratedDatabase) -> Iterator[str]:
     """A fresh, migrated database of this test's own."""
-    name = f"feedctl_t_{uuid.uuid4().hex[:12]}"
-    _create_database(postgres_admin_url, name, template=template_database)
-    yield database_url_for(postgres_admin_url, name)
-    _drop_database(postgres_admin_url, name)
+    with migrated_database() as url:
+        yield url
 
 
 @pytest.fixture
 def redis_prefix(redis_server_url: str) -> Iterator[str]:
-    """A key space of this test's own, deleted afterwards."""
-    prefix = f"feedctl-test-{uuid.uuid4().hex[:12]}:"
+    """A key space of this test's own: every key that contains it is deleted afterwards
+    (also keys a test writes around it on purpose, such as `other-<prefix>...`)."""
+    prefix = f"{TEST_PREFIX}{uuid.uuid4().hex[:12]}:"
     yield prefix
-    client = redis.Redis.from_url(redis_server_url)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        if keys:
+    keys = _keys(redis_server_url, f"*{prefix}*")
+    if keys:
+        client = redis.Redis.from_url(redis_server_url)
+        try:
             client.delete(*keys)
-    finally:
-        client.close()
+        finally:
+            client.close()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    """A Redis server of this test's own, which the test may stop and start again."""
+    server = EmbeddedRedis(tmp_path / "own-redis")
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture
@@ -149,3 +197,25 @@ def settings(
 def ctx(settings: Settings) -> Iterator[Context]:
     with open_context(settings) as context:
         yield context
+
+
+@pytest.fixture
+def config_options() -> dict[str, object]:
+    """Settings a module adds to the feedctl.toml of `base_args` (override this fixture)."""
+    return {}
+
+
+@pytest.fixture
+def base_args(
+    database_url: str,
+    redis_server_url: str,
+    redis_prefix: str,
+    tmp_path: Path,
+    config_options: dict[str, object],
+) -> list[str]:
+    """Global options that point a command at the test's own database and key space."""
+    config = tmp_path / "feedctl.toml"
+    options = {"redis_key_prefix": redis_prefix, "feed_cap": 50, **config_options}
+    config.write_text("".join(f"{key} = {json.dumps(value)}\n" for key, value in options.items()))
+    urls = ["--database-url", database_url, "--redis-url", redis_server_url]
+    return ["--config", str(config), *urls]

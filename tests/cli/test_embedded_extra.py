@@ -9,12 +9,13 @@ from cli_runner import assert_clean_error, invoke
 
 from feedctl import services
 from feedctl.errors import EXIT_USAGE, NotInstalledError
+from feedctl.services import EmbeddedServer
 
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The embedded packages look uninstalled; servers would live under `home`."""
-    monkeypatch.setattr(services, "embedded_installed", lambda server: False)
+    monkeypatch.setattr(EmbeddedServer, "installed", classmethod(lambda cls: False))
     monkeypatch.setenv("FEEDCTL_HOME", str(tmp_path / "home"))
     return tmp_path / "home"
 

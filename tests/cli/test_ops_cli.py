@@ -15,19 +15,6 @@ from typer.testing import Result
 from feedctl.jobs import runs as job_runs
 
 
-def config_args(tmp_path: Path, database_url: str, redis_url: str, **extra: Any) -> list[str]:
-    """A feedctl.toml of the test's own (a private Redis prefix, a small cap) and the URLs."""
-    config = tmp_path / "feedctl.toml"
-    settings = {"redis_key_prefix": f"ops-{tmp_path.name}:", "feed_cap": 50, **extra}
-    config.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in settings.items()))
-    return ["--config", str(config), "--database-url", database_url, "--redis-url", redis_url]
-
-
-@pytest.fixture
-def base_args(database_url: str, redis_server_url: str, tmp_path: Path) -> list[str]:
-    return config_args(tmp_path, database_url, redis_server_url)
-
-
 def log_lines(result: Result) -> list[dict[str, Any]]:
     return [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
 
@@ -42,14 +29,14 @@ def test_jobs_list_shows_the_shipped_jobs(base_args: list[str]) -> None:
 
 
 def test_a_broken_job_file_is_one_clear_line(
-    database_url: str, redis_server_url: str, tmp_path: Path
+    base_args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     folder = tmp_path / "jobs"
     folder.mkdir()
     (folder / "fanout.toml").write_text('command = "fanout"\ntimeout = "soon"\nlock = "x"\n')
-    args = config_args(tmp_path, database_url, redis_server_url, jobs_dir=str(folder))
-    assert_clean_error(invoke([*args, "jobs", "list"]), 2, "fanout.toml: duration 'soon'")
-    assert_clean_error(invoke([*args, "jobs", "run", "fanout"]), 2, "fanout.toml")
+    monkeypatch.setenv("FEEDCTL_JOBS_DIR", str(folder))
+    assert_clean_error(invoke([*base_args, "jobs", "list"]), 2, "fanout.toml: duration 'soon'")
+    assert_clean_error(invoke([*base_args, "jobs", "run", "fanout"]), 2, "fanout.toml")
 
 
 def test_unknown_jobs_are_clean_errors(base_args: list[str]) -> None:

@@ -23,20 +23,6 @@ V2 = (
 
 
 @pytest.fixture
-def base_args(settings: Settings, tmp_path: Path) -> list[str]:
-    config = tmp_path / "feedctl.toml"
-    config.write_text(f'redis_key_prefix = "{settings.redis_key_prefix}"\nfeed_cap = 50\n')
-    return [
-        "--config",
-        str(config),
-        "--database-url",
-        settings.database_url or "",
-        "--redis-url",
-        settings.redis_url or "",
-    ]
-
-
-@pytest.fixture
 def scored(settings: Settings) -> Settings:
     """Posts scored under the default heuristic and every member's feed entries written."""
     spec = SeedSpec(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -65,14 +64,6 @@ def test_killed_shard_resumes_while_the_other_shard_finished(
     assert run_cli(settings, *second) == 0
     assert run_cli(settings, "rank", "backfill", "--resume", "--shard", "0/2", *CHUNK) == 0
     assert_world(world, V2)
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
-    server = EmbeddedRedis(tmp_path / "own-redis")
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_redis_down_during_backfill_then_repair(

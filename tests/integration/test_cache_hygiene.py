@@ -5,10 +5,8 @@ Expected feeds come from tests/integration/expected.py (plain SQL and math)."""
 from __future__ import annotations
 
 import dataclasses
-import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import redis
@@ -20,6 +18,7 @@ from feedctl.db.feed_tops import load_tops
 from feedctl.errors import BadInputError
 from feedctl.pipelines.cache import repair as cache_repair
 from feedctl.pipelines.cache import repair_marks
+from feedctl.pipelines.cache import verify as cache_verify
 from feedctl.pipelines.cache import warm as cache_warm
 from feedctl.pipelines.cache.vacuum import vacuum
 from feedctl.pipelines.cache.verify import verify
@@ -116,15 +115,23 @@ def test_verify_samples_the_size_asked_for(warm: Context) -> None:
         verify(warm, 0)
 
 
-def test_a_write_in_flight_settles_and_is_not_reported(warm: Context) -> None:
+def test_a_write_in_flight_settles_and_is_not_reported(
+    warm: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ctx = warm
     user_id = longest(ctx, 1)[0]
     members = ctx.redis.zrange(key(ctx, user_id), -1, -1, withscores=True)  # the best
     ctx.redis.zrem(key(ctx, user_id), members[0][0])
-    late_write = threading.Timer(0.1, lambda: ctx.redis.zadd(key(ctx, user_id), dict(members)))
-    late_write.start()
+    waits: list[float] = []
+
+    def late_write(seconds: float) -> None:
+        """The write lands while verify waits to compare the disagreeing feed again."""
+        waits.append(seconds)
+        ctx.redis.zadd(key(ctx, user_id), dict(members))
+
+    monkeypatch.setattr(cache_verify, "time", SimpleNamespace(sleep=late_write))
     report = verify(ctx, 10_000, settle_seconds=0.5)
-    late_write.join()
+    assert waits == [0.5]
     assert report.feeds_settled == 1 and report.mismatches == []
 
 
@@ -196,14 +203,6 @@ def test_vacuum_frees_inactive_orphan_malformed_and_over_cap_and_nothing_else(
 def test_vacuum_needs_a_window(warm: Context) -> None:
     with pytest.raises(BadInputError, match="longer than 0"):
         vacuum(warm, timedelta(0))
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
-    server = EmbeddedRedis(tmp_path / "own-redis")
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_repair_heals_cached_feeds_whose_writes_failed(

@@ -11,14 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner, Result
+from cli_runner import invoke
+from typer.testing import Result
 
-from feedctl.cli.app import app
 from feedctl.metrics import instance_name
 
 from ops_tools import Pushgateway, require_tool
 
-runner = CliRunner()
 HEURISTIC = """version = "push-test-1"
 half_life_hours = 24.0
 reactions_weight = 1.0
@@ -43,14 +42,8 @@ def heuristic(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def base_args(
-    database_url: str,
-    redis_server_url: str,
-    redis_prefix: str,
-    tmp_path: Path,
-    pushgateway: Pushgateway,
-    heuristic: Path,
-) -> list[str]:
+def config_options(tmp_path: Path, pushgateway: Pushgateway, heuristic: Path) -> dict[str, object]:
+    """Push to the test's Pushgateway; run jobs from a folder of the test's own."""
     jobs = tmp_path / "jobs"
     jobs.mkdir()
     (jobs / "fanout.toml").write_text('command = "fanout"\ntimeout = "1m"\nlock = "t.fanout"\n')
@@ -58,17 +51,7 @@ def base_args(
         f'command = "rank"\nflags = ["--heuristic", {json.dumps(str(heuristic))}]\n'
         'timeout = "1m"\nlock = "t.rank"\n'
     )
-    config = tmp_path / "feedctl.toml"
-    config.write_text(
-        f"redis_key_prefix = {json.dumps(redis_prefix)}\nfeed_cap = 50\n"
-        f"pushgateway_url = {json.dumps(pushgateway.url)}\njobs_dir = {json.dumps(str(jobs))}\n"
-    )
-    urls = ["--database-url", database_url, "--redis-url", redis_server_url]
-    return ["--config", str(config), *urls]
-
-
-def invoke(args: list[str]) -> Result:
-    return runner.invoke(app, args, catch_exceptions=False)
+    return {"pushgateway_url": pushgateway.url, "jobs_dir": str(jobs)}
 
 
 def pushed(gateway: Pushgateway, job: str) -> dict[str, float]:

@@ -18,8 +18,10 @@ import psycopg
 import pytest
 import redis
 
+import feedctl
 from feedctl import services
 from feedctl.services import EmbeddedPostgres, EmbeddedRedis
+from feedctl.services.base import live_process
 
 
 def _port_open(port: int) -> bool:
@@ -121,7 +123,7 @@ def test_ensure_postgres_reuses_the_server_across_processes(home: Path) -> None:
         "import pathlib\nfrom feedctl import services\n"
         f"print(services.ensure_postgres(pathlib.Path({str(home)!r})))"
     )
-    project = str(Path(services.__file__).resolve().parents[1])
+    project = str(Path(feedctl.__file__).resolve().parents[1])
     paths = [project, *filter(None, [os.environ.get("PYTHONPATH")])]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}  # works without an install too
     from_child = subprocess.run(
@@ -195,3 +197,14 @@ def test_root_relocates_data_instead_of_widening_permissions(home: Path) -> None
     assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
     assert data_dir.owner() == "embedded_postgres"
     assert {p: p.stat().st_mode for p in closed} == modes
+
+
+def test_a_zombie_or_another_program_is_no_live_server() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # exited, not yet reaped
+    assert live_process(child.pid) is None
+    child.wait()
+    assert live_process(child.pid) is None
+    me = live_process(os.getpid())
+    assert me is not None and me.pid == os.getpid()
+    assert live_process(os.getpid(), "redis-server") is None

@@ -1,63 +1,45 @@
-"""feedctl.synth against a real PostgreSQL: each test database is fresh and dropped after."""
+"""feedctl.synth against the tests' PostgreSQL: each database is a fresh clone of the migrated
+template, dropped after."""
 
 from __future__ import annotations
 
-import os
-import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
 from feedctl.errors import BadInputError
 from feedctl.synth import SeedReport, SeedSpec, seed
 
-DATABASE_URL = os.environ.get(
-    "FEEDCTL_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
-SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 SPEC = SeedSpec(now=NOW)
 SMALL = SeedSpec(users=300, communities=12, posts=400, days=3, now=NOW, deleted_share=0.05)
 
 Connection = psycopg.Connection[Any]
+MigratedDatabase = Callable[[], AbstractContextManager[str]]  # the fixture in conftest.py
 
 
 @contextmanager
-def fresh_database() -> Iterator[Connection]:
-    """A new database with every sql/*.sql file applied; dropped (WITH FORCE) afterwards."""
-    name = f"feedctl_synth_{secrets.token_hex(6)}"
-    with psycopg.connect(DATABASE_URL, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        with psycopg.connect(make_conninfo(DATABASE_URL, dbname=name), autocommit=True) as conn:
-            for path in sorted(SQL_DIR.glob("*.sql")):
-                conn.execute(path.read_text())
-            yield conn
-    finally:
-        with psycopg.connect(DATABASE_URL, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+def connected(url: str) -> Iterator[Connection]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        yield conn
 
 
 @pytest.fixture
-def db() -> Iterator[Connection]:
-    with fresh_database() as conn:
+def db(database_url: str) -> Iterator[Connection]:
+    with connected(database_url) as conn:
         yield conn
 
 
 @pytest.fixture(scope="module")
-def seeded() -> Iterator[tuple[Connection, SeedReport]]:
+def seeded(migrated_database: MigratedDatabase) -> Iterator[tuple[Connection, SeedReport]]:
     """One database seeded with the default spec at a fixed `now`; tests only read it."""
-    with fresh_database() as conn:
+    with migrated_database() as url, connected(url) as conn:
         yield conn, seed(conn, SPEC)
 
 
@@ -132,9 +114,11 @@ def test_progress_reports_rows_written_so_far(db: Connection) -> None:
 # -------------------------------------------------------------------------- determinism
 
 
-def test_same_spec_gives_identical_rows(seeded: tuple[Connection, SeedReport]) -> None:
+def test_same_spec_gives_identical_rows(
+    seeded: tuple[Connection, SeedReport], migrated_database: MigratedDatabase
+) -> None:
     conn, report = seeded
-    with fresh_database() as other:
+    with migrated_database() as url, connected(url) as other:
         assert seed(other, SPEC) == report
         assert dump(other) == dump(conn)
 

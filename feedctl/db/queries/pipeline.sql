@@ -143,11 +143,6 @@ WHERE fe.user_id = %(user_id)s AND fe.community_id = %(community_id)s
   AND NOT EXISTS (SELECT 1 FROM memberships m
                   WHERE m.community_id = %(community_id)s AND m.user_id = %(user_id)s)
 
--- community_members --
-The members of communities, in user order.
-SELECT community_id, user_id FROM memberships
-WHERE community_id = ANY(%(community_ids)s) ORDER BY community_id, user_id
-
 -- post_scores --
 Current scores and communities of posts created since the retention cutoff.
 SELECT ps.post_id, ps.community_id, ps.score
