@@ -17,7 +17,7 @@ O(communities + posts + one chunk).
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -29,8 +29,8 @@ import psycopg
 from psycopg import sql
 
 from feedctl.errors import BadInputError
+from feedctl.progress import SILENT, Progress
 
-Progress = Callable[[str, int], None]
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -125,15 +125,15 @@ class _Posts:
 # ---------------------------------------------------------------------------- entry point
 
 
-def seed(
-    conn: psycopg.Connection[Any], spec: SeedSpec, progress: Progress | None = None
-) -> SeedReport:
-    """Append synthetic data for `spec` in one transaction, and report what was written."""
+def seed(conn: psycopg.Connection[Any], spec: SeedSpec, progress: Progress = SILENT) -> SeedReport:
+    """Append synthetic data for `spec` in one transaction, and report what was written
+    (rows as they are written; one transaction, so nothing to stop between)."""
     validate(spec)
     now_us = _now_us(spec.now)
     with conn.transaction(), conn.cursor() as cur:
         bases = _lock_and_read_bases(cur)
         writer = _CopyWriter(cur, progress)
+        progress.phase("seeding (rows)", None)
         writer.write("users", USER_COLUMNS, _user_frames(spec, bases, now_us))
         community = _plan_communities(spec)
         writer.write("communities", COMMUNITY_COLUMNS, [_community_frame(spec, bases)])
@@ -215,7 +215,7 @@ EVENT_COLUMNS: Final = ("kind", "post_id", "community_id", "user_id", "created_a
 class _CopyWriter:
     """Writes frames to tables with COPY ... (FORMAT csv), counting rows per table."""
 
-    def __init__(self, cur: psycopg.Cursor[Any], progress: Progress | None) -> None:
+    def __init__(self, cur: psycopg.Cursor[Any], progress: Progress) -> None:
         self._cur = cur
         self._progress = progress
         self._written: dict[str, int] = {}
@@ -225,6 +225,7 @@ class _CopyWriter:
         statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
             sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
         )
+        self._progress.status(table)
         with self._cur.copy(statement) as copy:
             for frame in frames:
                 copy.write(_csv_bytes(frame))
@@ -235,8 +236,7 @@ class _CopyWriter:
 
     def _count(self, table: str, rows: int) -> None:
         self._written[table] = self.written(table) + rows
-        if self._progress is not None:
-            self._progress(table, self._written[table])
+        self._progress.advance(rows)
 
 
 def _csv_bytes(frame: pl.DataFrame) -> bytes:

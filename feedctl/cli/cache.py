@@ -69,15 +69,21 @@ def warm(
     measured = metrics.pushed(state.settings, "warm", "cache warm", state.notice)
     with measured as record, state.context() as context:
         if community is not None:
-            with state.progress("warming (feeds)") as advance:
+            with state.progress() as progress:
                 report = cache_warm.warm_community(
-                    context, community, force=force, dry_run=dry_run, progress=advance
+                    context, community, force=force, dry_run=dry_run, progress=progress
                 )
         else:
             targets = _warm_targets(context, active_since, users)
-            with state.progress("warming (feeds)", total=targets.total) as advance:
+            with state.progress() as progress:
                 report = cache_warm.warm(
-                    context, "user", targets.ids, force=force, dry_run=dry_run, progress=advance
+                    context,
+                    "user",
+                    targets.ids,
+                    force=force,
+                    dry_run=dry_run,
+                    progress=progress,
+                    total=targets.total,
                 )
         record.report(report)
     title = "cache warm" + (" (DRY RUN)" if dry_run else "")
@@ -102,9 +108,9 @@ def repair(ctx: typer.Context) -> None:
     with (
         measured as record,
         state.context() as context,
-        state.progress("repairing (feeds)") as advance,
+        state.progress() as progress,
     ):
-        report = cache_repair.repair(context, progress=advance)
+        report = cache_repair.repair(context, progress=progress)
         record.report(report)
     state.emit(dataclasses.asdict(report), lambda: render_counts("cache repair", report))
     if report.redis_failures:
@@ -137,9 +143,9 @@ def verify(
     with (
         measured as record,
         state.context() as context,
-        state.progress("sampling (keys)") as advance,
+        state.progress() as progress,
     ):
-        report = cache_verify.verify(context, sample, mark=mark, seed=seed, progress=advance)
+        report = cache_verify.verify(context, sample, mark=mark, seed=seed, progress=progress)
         record.report(report)
     state.emit(dataclasses.asdict(report), lambda: _render_verify(report))
     if report.mismatches:
@@ -194,9 +200,9 @@ def vacuum(
     measured = metrics.pushed(state.settings, "vacuum", "cache vacuum", state.notice)
     with measured as record, state.context() as context:
         window = inactive_for or f"{context.settings.active_window_days}d"
-        with state.progress("vacuuming (keys)") as advance:
+        with state.progress() as progress:
             report = cache_vacuum.vacuum(
-                context, parse_duration(window), dry_run=dry_run, progress=advance
+                context, parse_duration(window), dry_run=dry_run, progress=progress
             )
         record.report(report)
     title = "cache vacuum" + (" (DRY RUN)" if dry_run else "")

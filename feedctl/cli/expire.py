@@ -39,15 +39,10 @@ def expire(
         metrics.pushed(state.settings, "expire", "expire", state.notice) as record,
         state.context() as context,
         stop_on_signals(stop),
-        state.progress("expiring (posts)") as advance,
+        state.progress() as progress,
     ):
         report = run_expire(
-            context,
-            chunk_posts=chunk_posts,
-            dry_run=dry_run,
-            progress=advance,
-            total=lambda count: advance.status("", count),
-            stop=stop,
+            context, chunk_posts=chunk_posts, dry_run=dry_run, progress=progress, stop=stop
         )
         record.report(report)
     title = "expire" + (" (DRY RUN)" if dry_run else "")

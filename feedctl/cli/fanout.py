@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from typing import TYPE_CHECKING
 
 import typer
 
 from feedctl.cli.reports import render_counts
 from feedctl.cli.state import handle_errors, state_of, stop_on_signals
 from feedctl.errors import EXIT_PARTIAL
-
-if TYPE_CHECKING:
-    from feedctl.pipelines.fanout.run import FanoutReport
 
 DEFAULT_CONSUMER = "default"  # pipelines.fanout's, kept here so --help loads no pipeline
 
@@ -47,35 +43,29 @@ def fanout(
     Exit 3 when some Redis writes failed (those feeds are marked for `feedctl cache repair`).
     """
     from feedctl import metrics
-    from feedctl.pipelines.fanout.run import measure_lag, run_fanout
+    from feedctl.pipelines.fanout.run import run_fanout
 
     state = state_of(ctx)
     stop = threading.Event()
     measured = metrics.pushed(state.settings, "fanout", "fanout", state.notice)
-    with measured as record, state.context() as context, stop_on_signals(stop):
-        backlog, _ = measure_lag(context, consumer)
-        total = None if follow else min(backlog, max_events or backlog)
-        with state.progress("fan-out (events)", total=total) as bar:
-            seen = [0]
-
-            def on_batch(report: FanoutReport) -> None:
-                bar(report.events - seen[0])
-                seen[0] = report.events
-                rate = report.entries_written / max(report.seconds_database, 1e-9)
-                bar.status(f"{rate:,.0f} entries/s, lag {report.lag_events} events", total)
-
-            report = run_fanout(
-                context,
-                consumer=consumer,
-                max_events=max_events,
-                batch_size=batch_size,
-                dry_run=dry_run,
-                progress=on_batch,
-                follow=follow,
-                poll_interval=poll_interval,
-                stop=stop,
-            )
-            record.report(report)
+    with (
+        measured as record,
+        state.context() as context,
+        stop_on_signals(stop),
+        state.progress() as progress,
+    ):
+        report = run_fanout(
+            context,
+            consumer=consumer,
+            max_events=max_events,
+            batch_size=batch_size,
+            dry_run=dry_run,
+            progress=progress,
+            follow=follow,
+            poll_interval=poll_interval,
+            stop=stop,
+        )
+        record.report(report)
     title = "fan-out" + (" (DRY RUN)" if dry_run else "")
     state.emit(dataclasses.asdict(report), lambda: render_counts(title, report))
     if report.redis_failures:

@@ -4,39 +4,22 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
 from feedctl.cli.reports import render_counts
-from feedctl.cli.state import (
-    CliState,
-    ProgressHandle,
-    handle_errors,
-    state_of,
-    stdout,
-    stop_on_signals,
-)
+from feedctl.cli.state import CliState, handle_errors, state_of, stdout, stop_on_signals
 from feedctl.errors import EXIT_LOCKED, EXIT_PARTIAL, BadInputError
 from feedctl.rank.heuristic import Heuristic, load_heuristic
 
 if TYPE_CHECKING:
     from feedctl.pipelines.ranking.backfill.preview import PreviewOptions
-    from feedctl.pipelines.ranking.backfill.run import PhaseProgress
-    from feedctl.pipelines.ranking.nightly import RankReport
 
 app = typer.Typer(
     help="Recompute rank keys of posts and feeds: nightly, or all of them (backfill)."
 )
-
-PHASE_LABELS = {
-    "waiting": "waiting (posts)",
-    "posts": "posts",
-    "communities": "communities",
-    "entries": "users",
-}
 
 
 @app.callback(invoke_without_command=True)
@@ -70,17 +53,10 @@ def rank(
         metrics.pushed(state.settings, "rank", "rank", state.notice) as record,
         state.context() as context,
         stop_on_signals(stop),
-        state.progress("rank (posts)") as advance,
+        state.progress() as progress,
     ):
         context.heuristic = chosen
-        seen = [0]
-
-        def on_chunk(report: RankReport) -> None:
-            advance(report.posts_rescored - seen[0])
-            seen[0] = report.posts_rescored
-            advance.status(f"{report.entries_updated:,} entries updated")
-
-        report = run_rank(context, everything=everything, progress=on_chunk, stop=stop)
+        report = run_rank(context, everything=everything, progress=progress, stop=stop)
         record.report(report)
     state.emit(dataclasses.asdict(report), lambda: render_counts("rank", report))
     if report.stopped:
@@ -88,37 +64,6 @@ def rank(
         raise typer.Exit(EXIT_LOCKED)
     if report.redis_failures:
         raise typer.Exit(EXIT_PARTIAL)
-
-
-class PhaseBars:
-    """One progress bar per backfill phase, each with its own count, rate and ETA."""
-
-    def __init__(self, state: CliState) -> None:
-        self.state = state
-        self.stack = ExitStack()
-        self.phase: str | None = None
-        self.bar: ProgressHandle | None = None
-        self.seen = 0
-
-    def show(self, phase: str, done: int, total: int | None, status: str) -> None:
-        if phase != self.phase or self.bar is None:
-            self.stack.close()
-            self.stack = ExitStack()
-            self.bar = self.stack.enter_context(self.state.progress(PHASE_LABELS[phase], total))
-            self.phase, self.seen = phase, 0
-        self.bar(done - self.seen)
-        self.seen = done
-        self.bar.status(status, total)
-
-    def close(self) -> None:
-        self.stack.close()
-
-
-def _status(event: PhaseProgress) -> str:
-    report = event.report
-    if event.phase == "entries":
-        return f"{report.entries_updated:,} entries"
-    return ""
 
 
 @app.command("backfill")
@@ -181,18 +126,8 @@ def backfill(
         return
     run_options = BackfillOptions(target, resume, replace, rate_limit, chunk_rows)
     stop = threading.Event()
-    bars = PhaseBars(state)
-    try:
-        with state.context() as context, stop_on_signals(stop):
-            report = run_backfill(
-                context,
-                chosen,
-                run_options,
-                stop=stop,
-                progress=lambda e: bars.show(e.phase, e.done, e.total, _status(e)),
-            )
-    finally:
-        bars.close()
+    with state.context() as context, stop_on_signals(stop), state.progress() as progress:
+        report = run_backfill(context, chosen, run_options, stop=stop, progress=progress)
     state.emit(dataclasses.asdict(report), lambda: render_counts("rank backfill", report))
     if report.stopped:
         state.notice(
@@ -213,18 +148,8 @@ def _preview(state: CliState, heuristic: Heuristic, options: PreviewOptions) -> 
     from feedctl.pipelines.ranking.backfill.preview import preview_backfill
 
     stop = threading.Event()
-    bars = PhaseBars(state)
-    try:
-        with state.context() as context, stop_on_signals(stop):
-            preview = preview_backfill(
-                context,
-                heuristic,
-                options,
-                stop=stop,
-                progress=lambda phase, done, total: bars.show(phase, done, total, ""),
-            )
-    finally:
-        bars.close()
+    with state.context() as context, stop_on_signals(stop), state.progress() as progress:
+        preview = preview_backfill(context, heuristic, options, stop=stop, progress=progress)
     state.emit(
         dataclasses.asdict(preview), lambda: render_counts("rank backfill (DRY RUN)", preview)
     )

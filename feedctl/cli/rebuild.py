@@ -9,15 +9,9 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from feedctl.cli.reports import render_counts
-from feedctl.cli.state import (
-    ProgressHandle,
-    handle_errors,
-    state_of,
-    stderr,
-    stdout,
-    stop_on_signals,
-)
+from feedctl.cli.state import handle_errors, state_of, stderr, stdout, stop_on_signals
 from feedctl.errors import EXIT_FAILED, EXIT_PARTIAL, BadInputError
+from feedctl.progress import Progress
 
 if TYPE_CHECKING:
     from feedctl.context import Context
@@ -64,10 +58,17 @@ def rebuild(
     with (
         state.context() as context,
         stop_on_signals(stop),
-        state.progress("rebuilding (users)") as bar,
+        state.progress() as progress,
     ):
         report = _run(
-            context, bar, stop, user, community, resume=resume, dry_run=dry_run, size=chunk_size
+            context,
+            progress,
+            stop,
+            user,
+            community,
+            resume=resume,
+            dry_run=dry_run,
+            size=chunk_size,
         )
     state.emit(_payload(report), lambda: _render(report))
     if report.stopped:
@@ -82,7 +83,7 @@ def rebuild(
 
 def _run(
     context: Context,
-    bar: ProgressHandle,
+    progress: Progress,
     stop: threading.Event,
     user: int | None,
     community: int | None,
@@ -93,9 +94,6 @@ def _run(
 ) -> RebuildReport:
     from feedctl.pipelines.cache import rebuild as rebuilding
 
-    def total(count: int) -> None:
-        bar.status("", total=count)
-
     if user is not None:
         return rebuilding.rebuild_user(context, user, dry_run=dry_run)
     if community is not None:
@@ -103,8 +101,7 @@ def _run(
             context,
             community,
             dry_run=dry_run,
-            progress=bar,
-            total=total,
+            progress=progress,
             stop=stop,
             chunk_size=size,
         )
@@ -112,8 +109,7 @@ def _run(
         context,
         dry_run=dry_run,
         resume=resume,
-        progress=bar,
-        total=total,
+        progress=progress,
         stop=stop,
         chunk_size=size,
     )

@@ -42,6 +42,9 @@ def seed(
         seed=random_seed,
         join_events=join_events,
     )
-    with open_database(state.settings, state.notice, autocommit=True) as conn:
-        report = write_seed(conn, spec)
+    with (
+        open_database(state.settings, state.notice, autocommit=True) as conn,
+        state.progress() as progress,
+    ):
+        report = write_seed(conn, spec, progress)
     state.emit(dataclasses.asdict(report), lambda: render_counts("seed", report))

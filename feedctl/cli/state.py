@@ -20,10 +20,12 @@ from rich.markup import escape
 
 from feedctl.config import Settings, load_settings
 from feedctl.errors import EXIT_FAILED
+from feedctl.progress import SILENT, Progress
 from feedctl.server_errors import as_feedctl_error
 
 if TYPE_CHECKING:
-    from rich.progress import Progress, TaskID
+    from rich.progress import Progress as RichProgress
+    from rich.progress import TaskID
 
     from feedctl.context import Context
 
@@ -73,19 +75,20 @@ class CliState:
             human()
 
     @contextmanager
-    def progress(self, description: str, total: int | None = None) -> Iterator[ProgressHandle]:
-        """A progress bar with count, rate and ETA on a terminal; silent elsewhere."""
+    def progress(self) -> Iterator[Progress]:
+        """The Progress every command hands its pipeline: a bar per phase with count, rate
+        and ETA on a terminal; silent with --json or when stderr is not a terminal."""
         if self.json or not stderr.is_terminal:
-            yield ProgressHandle(None, None)
+            yield SILENT
             return
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
-            Progress,
             TextColumn,
             TimeElapsedColumn,
             TimeRemainingColumn,
         )
+        from rich.progress import Progress as RichProgress
 
         columns = (
             TextColumn("{task.description}"),
@@ -95,25 +98,33 @@ class CliState:
             TimeElapsedColumn(),
             TimeRemainingColumn(),
         )
-        with Progress(*columns, console=stderr, transient=True) as bar:
-            task: TaskID = bar.add_task(description, total=total, status="")
-            yield ProgressHandle(bar, task)
+        with RichProgress(*columns, console=stderr, transient=True) as bars:
+            yield PhaseBars(bars)
 
 
-class ProgressHandle:
-    """Advance a progress bar (callable with a count) and show a status next to it."""
+class PhaseBars:
+    """Progress over Rich: one bar per phase (the previous one goes when the next starts)."""
 
-    def __init__(self, bar: Progress | None, task: TaskID | None) -> None:
-        self.bar = bar
-        self.task = task
+    def __init__(self, bars: RichProgress) -> None:
+        self.bars = bars
+        self.task: TaskID | None = None
 
-    def __call__(self, advance: int) -> None:
-        if self.bar is not None and self.task is not None:
-            self.bar.advance(self.task, advance)
+    def phase(self, name: str, total: int | None = None) -> None:
+        if self.task is not None:
+            self.bars.remove_task(self.task)
+        self.task = self.bars.add_task(name, total=total, status="")
 
-    def status(self, text: str, total: int | None = None) -> None:
-        if self.bar is not None and self.task is not None:
-            self.bar.update(self.task, status=text, total=total)
+    def advance(self, done: int) -> None:
+        if self.task is None:
+            self.phase("", None)
+        assert self.task is not None
+        self.bars.advance(self.task, done)
+
+    def status(self, text: str) -> None:
+        if self.task is None:
+            self.phase("", None)
+        assert self.task is not None
+        self.bars.update(self.task, status=text)
 
 
 def state_of(ctx: typer.Context) -> CliState:

@@ -1,9 +1,10 @@
 """The commands a job can run, mapped to the library functions the CLI commands call.
 
 Each command accepts the same flags as its CLI command (a test holds them to it), parsed
-from the job file. A run stops at a batch boundary once its time is up or a stop is asked
-for: fan-out through its `stop` event, the others by raising from their progress callback,
-which they call only once a chunk is committed to PostgreSQL and written to Redis.
+from the job file. Every command gets the run's guard as its progress and the guard's
+`stop` event: the guard checks the time on each advance (which a pipeline reports once a
+chunk is committed to PostgreSQL and written to Redis) and sets `stop` when the time is
+up, and the pipeline returns its report, stopped, at its next chunk boundary.
 """
 
 from __future__ import annotations
@@ -37,16 +38,11 @@ class Flag:
     kind: FlagKind
 
 
-class RunInterrupted(Exception):
-    """A run stopped at a batch boundary; `counts` says what it had done by then."""
-
-    def __init__(self, counts: dict[str, Any]) -> None:
-        super().__init__("run interrupted")
-        self.counts = counts
-
-
 class RunGuard:
-    """Tells a run when to stop: its time is up, or `stop` was set (SIGTERM, Ctrl-C)."""
+    """Tells a run when to stop: its time is up, or `stop` was set (SIGTERM, Ctrl-C).
+
+    It is the run's Progress: each advance checks the time and sets `stop` once it is up.
+    """
 
     def __init__(self, timeout_seconds: float, stop: threading.Event) -> None:
         self.deadline = time.monotonic() + timeout_seconds
@@ -60,10 +56,14 @@ class RunGuard:
             self.stop.set()
         return self.stop.is_set()
 
-    def checkpoint(self, counts: Callable[[], dict[str, Any]]) -> None:
-        """Call between batches: raise RunInterrupted when the run should stop."""
-        if self.due():
-            raise RunInterrupted(counts())
+    def phase(self, name: str, total: int | None = None) -> None:
+        pass
+
+    def advance(self, done: int) -> None:
+        self.due()
+
+    def status(self, text: str) -> None:
+        pass
 
 
 Runner = Callable[[Context, Mapping[str, Any], RunGuard], Any]
@@ -77,15 +77,12 @@ class JobCommand:
 
 
 def _fanout(ctx: Context, options: Mapping[str, Any], guard: RunGuard) -> FanoutReport:
-    def on_batch(report: FanoutReport) -> None:
-        guard.due()  # sets the stop event: fan-out stops before its next batch
-
     return run_fanout(
         ctx,
         consumer=options.get("consumer", DEFAULT_CONSUMER),
         max_events=options.get("max_events"),
         batch_size=options.get("batch_size"),
-        progress=on_batch,
+        progress=guard,
         stop=guard.stop,
     )
 
@@ -93,33 +90,26 @@ def _fanout(ctx: Context, options: Mapping[str, Any], guard: RunGuard) -> Fanout
 def _rank(ctx: Context, options: Mapping[str, Any], guard: RunGuard) -> RankReport:
     if options.get("heuristic") is not None:
         ctx.heuristic = load_heuristic(options["heuristic"])
-
-    def on_chunk(report: RankReport) -> None:
-        guard.checkpoint(lambda: dataclasses.asdict(report))
-
-    return run_rank(ctx, everything=options.get("everything", False), progress=on_chunk)
-
-
-def _counting(guard: RunGuard) -> Callable[[int], None]:
-    """A progress callback for the cache jobs, which report feeds done per chunk."""
-    done = [0]
-
-    def on_chunk(feeds: int) -> None:
-        done[0] += feeds
-        guard.checkpoint(lambda: {"feeds_considered": done[0]})
-
-    return on_chunk
+    everything = options.get("everything", False)
+    return run_rank(ctx, everything=everything, progress=guard, stop=guard.stop)
 
 
 def _warm(ctx: Context, options: Mapping[str, Any], guard: RunGuard) -> cache_writes.CacheReport:
     window = options.get("active_since") or parse_duration(f"{ctx.settings.active_window_days}d")
-    targets = cache_warm.active_users(ctx, window).ids
-    force = options.get("force", False)
-    return cache_warm.warm(ctx, "user", targets, force=force, progress=_counting(guard))
+    targets = cache_warm.active_users(ctx, window)
+    return cache_warm.warm(
+        ctx,
+        "user",
+        targets.ids,
+        force=options.get("force", False),
+        progress=guard,
+        stop=guard.stop,
+        total=targets.total,
+    )
 
 
 def _repair(ctx: Context, options: Mapping[str, Any], guard: RunGuard) -> cache_writes.CacheReport:
-    return cache_repair.repair(ctx, progress=_counting(guard))
+    return cache_repair.repair(ctx, progress=guard, stop=guard.stop)
 
 
 def _verify(ctx: Context, options: Mapping[str, Any], guard: RunGuard) -> cache_verify.VerifyReport:
@@ -127,18 +117,19 @@ def _verify(ctx: Context, options: Mapping[str, Any], guard: RunGuard) -> cache_
         ctx,
         options.get("sample", cache_verify.DEFAULT_SAMPLE),
         mark=options.get("mark", False),
-        progress=_counting(guard),
+        progress=guard,
+        stop=guard.stop,
     )
 
 
 def _expire(ctx: Context, options: Mapping[str, Any], guard: RunGuard) -> ExpireReport:
     chunk = options.get("chunk_posts", DEFAULT_CHUNK_POSTS)
-    return expire(ctx, chunk_posts=chunk, progress=_counting(guard))
+    return expire(ctx, chunk_posts=chunk, progress=guard, stop=guard.stop)
 
 
 def _vacuum(ctx: Context, options: Mapping[str, Any], guard: RunGuard) -> cache_vacuum.VacuumReport:
     window = options.get("inactive_for") or parse_duration(f"{ctx.settings.active_window_days}d")
-    return cache_vacuum.vacuum(ctx, window, progress=_counting(guard))
+    return cache_vacuum.vacuum(ctx, window, progress=guard, stop=guard.stop)
 
 
 COMMANDS: dict[str, JobCommand] = {

@@ -39,7 +39,7 @@ from feedctl.errors import (
     LockedError,
 )
 from feedctl.jobs import runs as job_runs
-from feedctl.jobs.commands import COMMANDS, RunGuard, RunInterrupted
+from feedctl.jobs.commands import COMMANDS, RunGuard
 from feedctl.jobs.definitions import JobDefinition
 from feedctl.pipelines.cache import repair_marks
 from feedctl.server_errors import as_feedctl_error
@@ -184,8 +184,6 @@ def _execute(settings: Settings, job: JobDefinition, run_id: int, stop: threadin
             job_runs.name_session(ctx.conn, f"feedctl job {job.name} run {run_id} (work)")
             with limit.watch(ctx.conn):
                 report = command.run(ctx, job.options, guard)
-    except RunInterrupted as interrupted:
-        return _interrupted(job, guard, interrupted.counts)
     except psycopg.errors.QueryCanceled as exc:
         if limit.fired:
             return _Ending(
@@ -200,7 +198,7 @@ def _execute(settings: Settings, job: JobDefinition, run_id: int, stop: threadin
     except Exception as exc:
         return _failure(exc)
     counts = dataclasses.asdict(report)
-    if guard.stop.is_set():
+    if counts.get("stopped") or guard.stop.is_set():
         return _interrupted(job, guard, counts)
     if counts.get("redis_failures"):
         return _Ending(

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections import defaultdict
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,8 +22,8 @@ from feedctl.db.locks import advisory_lock
 from feedctl.db.sql_blocks import query
 from feedctl.errors import BadInputError
 from feedctl.pipelines.fanout.cache_writes import RedisWork, write_cache
+from feedctl.progress import SILENT, Progress, stopping
 
-Progress = Callable[[int], None]
 STATE_NAME = "default"
 LOCK_NAME = "feedctl.expire"
 DEFAULT_CHUNK_POSTS = 1_000
@@ -54,8 +53,7 @@ def expire(
     *,
     chunk_posts: int = DEFAULT_CHUNK_POSTS,
     dry_run: bool = False,
-    progress: Progress | None = None,
-    total: Callable[[int], None] | None = None,
+    progress: Progress = SILENT,
     stop: threading.Event | None = None,
 ) -> ExpireReport:
     """Remove the feed entries of posts older than the retention (none when it is 0)."""
@@ -68,16 +66,14 @@ def expire(
     with advisory_lock(ctx.conn, LOCK_NAME):
         report.cutoff = ctx.retained_since()
         position = _start(ctx, retention, report)
-        if total:
-            total(_count(ctx, position, report.cutoff))
-        while stop is None or not stop.is_set():
+        progress.phase("expiring (posts)", _count(ctx, position, report.cutoff))
+        while not stopping(stop):
             posts = _page(ctx, position, report.cutoff, chunk_posts)
             if not posts:
                 break
             _expire_chunk(ctx, posts, retention, report)
             position = (posts[-1][2], posts[-1][0])
-            if progress:
-                progress(len(posts))
+            progress.advance(len(posts))
         else:
             report.stopped = True
     return report

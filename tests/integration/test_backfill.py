@@ -14,12 +14,13 @@ from feedctl.context import Context, open_context
 from feedctl.errors import BadInputError, FeedctlError, HeuristicError, LockedError
 from feedctl.pipelines.ranking import versions as heuristic_versions
 from feedctl.pipelines.ranking.backfill.preview import PreviewOptions, preview_backfill
-from feedctl.pipelines.ranking.backfill.run import BackfillOptions, PhaseProgress, run_backfill
+from feedctl.pipelines.ranking.backfill.run import BackfillOptions, run_backfill
 from feedctl.pipelines.ranking.backfill.shards import Shard
 from feedctl.pipelines.ranking.nightly import run_rank
 from feedctl.rank.heuristic import Heuristic, load_heuristic
 
 from expected import default_coefficients, expected_user_feeds, live_post_scores
+from progress_recorder import RecordingProgress
 from rank_world import (
     V2,
     assert_same_feed,
@@ -98,22 +99,18 @@ def test_shards_split_users_and_finish_together(world: Context, v2: Heuristic) -
     assert_world(world, V2)
 
 
-def stop_after(phase: str, chunks: int, stop: threading.Event) -> Any:
-    seen = [0]
+def stop_after(phase: str, chunks: int, stop: threading.Event) -> RecordingProgress:
+    def after_chunk(progress: RecordingProgress) -> None:
+        if progress.current == phase and progress.advances[phase] >= chunks:
+            stop.set()
 
-    def progress(event: PhaseProgress) -> None:
-        if event.phase == phase:
-            seen[0] += 1
-            if seen[0] >= chunks:
-                stop.set()
-
-    return progress
+    return RecordingProgress(after_chunk)
 
 
 def test_stopped_backfill_resumes_and_insists_on_resume(world: Context, v2: Heuristic) -> None:
     stop = threading.Event()
     options = BackfillOptions(chunk_rows=500)
-    report = run_backfill(world, v2, options, stop=stop, progress=stop_after("entries", 2, stop))
+    report = run_backfill(world, v2, options, stop=stop, progress=stop_after("users", 2, stop))
     assert report.stopped and not report.shard_done and report.entries_updated > 0
     with pytest.raises(BadInputError, match="already started: pass --resume"):
         run_backfill(world, v2, options)
@@ -156,7 +153,7 @@ def test_nightly_rank_waits_for_the_post_phase_then_keeps_entries_right(
         run_rank(nightly)
     stop.clear()
     run_backfill(world, None, dataclasses.replace(options, resume=True), stop=stop,
-                 progress=stop_after("entries", 1, stop))  # fmt: skip
+                 progress=stop_after("users", 1, stop))  # fmt: skip
     world.conn.execute("UPDATE posts SET reactions_count = reactions_count + 40 WHERE id % 9 = 0")
     world.conn.execute("UPDATE users SET reputation = 0 WHERE id % 7 = 0")
     changed = run_rank(nightly)
@@ -170,8 +167,8 @@ def test_backfill_and_nightly_rank_exclude_each_other(world: Context, v2: Heuris
     stop = threading.Event()
     failures: list[BaseException] = []
 
-    def nightly_during_backfill(event: PhaseProgress) -> None:
-        if event.phase == "entries" and not stop.is_set():
+    def nightly_during_backfill(progress: RecordingProgress) -> None:
+        if progress.current == "users" and not stop.is_set():
             stop.set()
             try:
                 with open_context(world.settings, heuristic=v2) as other:
@@ -180,7 +177,7 @@ def test_backfill_and_nightly_rank_exclude_each_other(world: Context, v2: Heuris
                 failures.append(exc)
 
     run_backfill(world, v2, BackfillOptions(chunk_rows=500), stop=stop,
-                 progress=nightly_during_backfill)  # fmt: skip
+                 progress=RecordingProgress(nightly_during_backfill))  # fmt: skip
     assert len(failures) == 1 and "backfill shard" in str(failures[0])
 
 

@@ -18,6 +18,7 @@ from feedctl.pipelines.ranking.backfill.run import BackfillOptions, run_backfill
 from feedctl.rank.heuristic import load_heuristic
 from feedctl.services import EmbeddedRedis
 
+from progress_recorder import RecordingProgress
 from rank_world import V2, assert_world, build_world, run_cli, write_heuristic
 
 CHUNK = ["--chunk-rows", "400"]  # posts: 1 chunk of 158 ... entries: about 30 chunks
@@ -73,13 +74,14 @@ def test_redis_down_during_backfill_then_repair(
         build_world(ctx)
         stopped = []
 
-        def stop_redis(event: object) -> None:
+        def stop_redis(progress: RecordingProgress) -> None:
             if not stopped:
                 own_redis.stop()
                 stopped.append(True)
 
         heuristic = load_heuristic(write_heuristic(tmp_path, V2))
-        report = run_backfill(ctx, heuristic, BackfillOptions(chunk_rows=400), progress=stop_redis)
+        report = run_backfill(ctx, heuristic, BackfillOptions(chunk_rows=400),
+                              progress=RecordingProgress(stop_redis))  # fmt: skip
         assert report.backfill_done  # PostgreSQL got everything
         assert report.redis_failures > 0
         assert repair_marks.count(ctx.conn) == report.redis_failures

@@ -26,6 +26,7 @@ from feedctl.synth import SeedSpec, seed
 from drain import fan_out_everything
 from expected import expected_community_feed, expected_user_feeds
 from processes import run_feedctl
+from progress_recorder import RecordingProgress
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 SPEC = SeedSpec(users=150, communities=4, posts=160, seed=17, now=NOW)
@@ -237,7 +238,9 @@ def test_stop_request_ends_between_chunks_and_resume_finishes(seeded: Context) -
     ctx = seeded
     users = all_users(ctx)
     stop = threading.Event()
-    stopped = rebuild_all(ctx, chunk_size=25, progress=lambda n: stop.set(), stop=stop)
+    stopped = rebuild_all(
+        ctx, chunk_size=25, progress=RecordingProgress(lambda p: stop.set()), stop=stop
+    )
     assert stopped.stopped and stopped.users == 25
     rest = rebuild_all(ctx, chunk_size=25, resume=True)
     assert not rest.stopped and rest.resumed_after_user == users[24]
@@ -247,7 +250,7 @@ def test_stop_request_ends_between_chunks_and_resume_finishes(seeded: Context) -
 
 def test_resume_with_another_cap_is_refused(seeded: Context, settings: Settings) -> None:
     stop = threading.Event()
-    rebuild_all(seeded, chunk_size=25, progress=lambda n: stop.set(), stop=stop)
+    rebuild_all(seeded, chunk_size=25, progress=RecordingProgress(lambda p: stop.set()), stop=stop)
     with (
         open_context(dataclasses.replace(settings, feed_cap=40)) as other,
         pytest.raises(BadInputError, match="cap 50"),

@@ -16,6 +16,8 @@ from psycopg import sql
 from feedctl.errors import BadInputError
 from feedctl.synth import SeedReport, SeedSpec, seed
 
+from progress_recorder import RecordingProgress
+
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 SPEC = SeedSpec(now=NOW)
 SMALL = SeedSpec(users=300, communities=12, posts=400, days=3, now=NOW, deleted_share=0.05)
@@ -95,20 +97,15 @@ def test_fanout_entries_equal_an_independent_count(seeded: tuple[Connection, See
     assert report.fanout_entries == fanout
 
 
-def test_progress_reports_rows_written_so_far(db: Connection) -> None:
-    calls: list[tuple[str, int]] = []
-    report = seed(db, SMALL, progress=lambda table, rows: calls.append((table, rows)))
-    last: dict[str, int] = {}
-    for table, rows in calls:
-        assert rows > last.get(table, 0)
-        last[table] = rows
-    assert last == {
-        "users": report.users,
-        "communities": report.communities,
-        "memberships": report.memberships,
-        "posts": report.posts,
-        "feed_events": report.events,
-    }
+def test_progress_reports_rows_as_they_are_written(db: Connection) -> None:
+    progress = RecordingProgress()
+    report = seed(db, SMALL, progress=progress)
+    assert progress.phases() == ["seeding (rows)"]
+    assert all(call[1] > 0 for call in progress.calls if call[0] == "advance")
+    tables = {call[1] for call in progress.calls if call[0] == "status"}
+    assert tables == {"users", "communities", "memberships", "posts", "feed_events"}
+    written = report.users + report.communities + report.memberships + report.posts
+    assert progress.done == {"seeding (rows)": written + report.events}
 
 
 # -------------------------------------------------------------------------- determinism

@@ -31,6 +31,7 @@ LAYERS: list[tuple[str, ...]] = [
         "feedctl.server_errors",
         "feedctl.faults",
         "feedctl.logs",
+        "feedctl.progress",
         "feedctl",
     ),
 ]

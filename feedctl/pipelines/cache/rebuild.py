@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence, Sized
 from typing import Any, Literal
 
 import psycopg
@@ -28,8 +28,9 @@ from feedctl.faults import checkpoint
 from feedctl.pipelines.cache import repair_marks
 from feedctl.pipelines.cache.warm import all_user_ids, community_members
 from feedctl.pipelines.cache.writes import CacheReport, chunked, write_cached_tops
+from feedctl.progress import SILENT, Progress, stopping
 
-Progress = Callable[[int], None]
+PHASE = "rebuilding (users)"
 RUN_NAME = "all"
 LOCK_NAME = "feedctl.rebuild.all"
 USERS_PER_CHUNK = 200
@@ -85,16 +86,14 @@ def rebuild_community(
     community_id: int,
     *,
     dry_run: bool = False,
-    progress: Progress | None = None,
-    total: Callable[[int], None] | None = None,
+    progress: Progress = SILENT,
     stop: threading.Event | None = None,
     chunk_size: int = USERS_PER_CHUNK,
 ) -> RebuildReport:
     """Rebuild every member's feed, then swap in the community's own cached feed."""
     members = community_members(ctx, community_id)
-    if total:
-        total(members.total)
-    report = rebuild_users(
+    progress.phase(PHASE, members.total)
+    report = _rebuild_chunks(
         ctx, members.ids, dry_run=dry_run, progress=progress, stop=stop, chunk_size=chunk_size
     )
     if not dry_run and not report.stopped:
@@ -107,16 +106,31 @@ def rebuild_users(
     ids: Iterable[int],
     *,
     dry_run: bool = False,
-    progress: Progress | None = None,
+    progress: Progress = SILENT,
     stop: threading.Event | None = None,
-    after_chunk: Callable[[list[int]], None] | None = None,
     chunk_size: int = USERS_PER_CHUNK,
 ) -> RebuildReport:
     """Rebuild these users' feeds chunk by chunk; `stop` ends the run between chunks."""
+    progress.phase(PHASE, len(ids) if isinstance(ids, Sized) else None)
+    return _rebuild_chunks(
+        ctx, ids, dry_run=dry_run, progress=progress, stop=stop, chunk_size=chunk_size
+    )
+
+
+def _rebuild_chunks(
+    ctx: Context,
+    ids: Iterable[int],
+    *,
+    dry_run: bool,
+    progress: Progress,
+    stop: threading.Event | None,
+    chunk_size: int,
+    after_chunk: Callable[[list[int]], None] | None = None,
+) -> RebuildReport:
     _check_chunk_size(chunk_size)
     report = RebuildReport(dry_run=dry_run)
     for chunk in chunked(ids, chunk_size):
-        if stop is not None and stop.is_set():
+        if stopping(stop):
             report.stopped = True
             break
         if dry_run:
@@ -129,8 +143,7 @@ def rebuild_users(
             if after_chunk:
                 after_chunk(chunk)
         report.users += len(chunk)
-        if progress:
-            progress(len(chunk))
+        progress.advance(len(chunk))
     return report
 
 
@@ -139,8 +152,7 @@ def rebuild_all(
     *,
     dry_run: bool = False,
     resume: bool = False,
-    progress: Progress | None = None,
-    total: Callable[[int], None] | None = None,
+    progress: Progress = SILENT,
     stop: threading.Event | None = None,
     chunk_size: int = USERS_PER_CHUNK,
 ) -> RebuildReport:
@@ -148,7 +160,7 @@ def rebuild_all(
 
     With `resume`, continue after the last chunk an unfinished run completed (or start
     from the first user when there is none). One run at a time (else LockedError, exit 75).
-    `total` is told how many users the run will go through, once known.
+    `stop` ends the run between chunks (then `report.stopped`).
     """
     _check_chunk_size(chunk_size)
     conn = ctx.conn
@@ -156,11 +168,10 @@ def rebuild_all(
         after = _resume_point(ctx) if resume else 0
         if not dry_run and after == 0:
             conn.execute(query("rebuild_run_start"), {"name": RUN_NAME, "cap": ctx.cap})
-        if total:
-            row = conn.execute(query("count_users_after"), {"after": after}).fetchone()
-            total(int(row[0]) if row else 0)
+        row = conn.execute(query("count_users_after"), {"after": after}).fetchone()
+        progress.phase(PHASE, int(row[0]) if row else 0)
         ids = all_user_ids(conn, after)
-        report = rebuild_users(
+        report = _rebuild_chunks(
             ctx,
             ids,
             dry_run=dry_run,

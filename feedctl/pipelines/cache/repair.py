@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
 from datetime import datetime
 from typing import Any
 
@@ -14,18 +14,23 @@ from feedctl.db.feed_tops import load_tops
 from feedctl.db.sql_blocks import query
 from feedctl.pipelines.cache import repair_marks
 from feedctl.pipelines.cache.writes import FEEDS_PER_CHUNK, CacheReport, write_tops
+from feedctl.progress import SILENT, Progress, stopping
 
-Progress = Callable[[int], None]
 
-
-def repair(ctx: Context, *, progress: Progress | None = None) -> CacheReport:
+def repair(
+    ctx: Context, *, progress: Progress = SILENT, stop: threading.Event | None = None
+) -> CacheReport:
     """Rewrite every feed marked for repair from PostgreSQL (each swapped in atomically),
-    then unmark it.
+    then unmark it. A set `stop` ends the run between chunks of feeds.
 
     A mark set after the repair read PostgreSQL stays, so a miss during repair is not lost.
     """
     report = CacheReport()
+    progress.phase("repairing (feeds)", repair_marks.count(ctx.conn))
     while True:
+        if stopping(stop):
+            report.stopped = True
+            return report
         marks = repair_marks.marked(ctx.conn, FEEDS_PER_CHUNK)
         if not marks:
             return report
@@ -43,8 +48,7 @@ def repair(ctx: Context, *, progress: Progress | None = None) -> CacheReport:
             for kind in KINDS:
                 ids = [feed_id for k, feed_id in marks if k == kind]
                 repair_marks.unmark(ctx.conn, kind, ids, started)
-        if progress:
-            progress(len(marks))
+        progress.advance(len(marks))
 
 
 def _database_now(conn: psycopg.Connection[Any]) -> datetime:

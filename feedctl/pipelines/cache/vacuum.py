@@ -10,7 +10,8 @@ or without a sentinel at -inf); and trims feeds holding more than the cap back t
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -19,9 +20,9 @@ from feedctl.cache.keys import FeedRef, parse_feed_key
 from feedctl.context import Context
 from feedctl.db.sql_blocks import query
 from feedctl.errors import BadInputError
+from feedctl.progress import SILENT, Progress, stopping
 from feedctl.read.cursor import CURSOR_MAX_AGE
 
-Progress = Callable[[int], None]
 HISTORY_MARGIN = timedelta(hours=1)  # kept beyond the cursor lifetime, for slow writers
 _PRUNE_BATCH = 10_000
 
@@ -39,6 +40,7 @@ class VacuumReport:
     members_freed: int = 0  # sentinels aside
     bytes_freed: int = 0  # from MEMORY USAGE (sampled, so an estimate for large sets)
     score_changes_pruned: int = 0
+    stopped: bool = False  # a stop request ended the walk early (history not pruned)
     dry_run: bool = False
 
 
@@ -74,18 +76,23 @@ def vacuum(
     inactive_for: timedelta,
     *,
     dry_run: bool = False,
-    progress: Progress | None = None,
+    progress: Progress = SILENT,
+    stop: threading.Event | None = None,
 ) -> VacuumReport:
-    """Free caches nobody needs; with `dry_run`, only count what would be freed."""
+    """Free caches nobody needs; with `dry_run`, only count what would be freed.
+    A set `stop` ends the walk between batches of keys."""
     if inactive_for <= timedelta(0):
         raise BadInputError("the inactivity window must be longer than 0")
     report = VacuumReport(dry_run=dry_run)
     since = datetime.now(UTC) - inactive_for
+    progress.phase("vacuuming (keys)", None)
     for keys in ctx.cache.scan_keys():
+        if stopping(stop):
+            report.stopped = True
+            return report
         report.keys_scanned += len(keys)
         _vacuum_batch(ctx, keys, since, report)
-        if progress:
-            progress(len(keys))
+        progress.advance(len(keys))
     _prune_history(ctx, report)
     return report
 

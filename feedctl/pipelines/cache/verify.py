@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -24,8 +25,8 @@ from feedctl.db.feed_tops import FeedTop, load_tops
 from feedctl.db.sql_blocks import query
 from feedctl.errors import BadInputError
 from feedctl.pipelines.cache import repair_marks
+from feedctl.progress import SILENT, Progress, stopping
 
-Progress = Callable[[int], None]
 SETTLE_SECONDS = 0.5
 DEFAULT_SAMPLE = 100
 COMPARE_CHUNK = 100  # feeds compared at once (each up to cap entries on either side)
@@ -54,6 +55,7 @@ class VerifyReport:
     feeds_settled: int = 0  # disagreed at first, agreed when compared again (writes in flight)
     mismatches_found: int = 0
     feeds_marked_for_repair: int = 0
+    stopped: bool = False  # a stop request ended the run before every feed was compared
     mismatches: list[Mismatch] = dataclasses.field(default_factory=list)
 
 
@@ -106,12 +108,21 @@ def _member_mismatches(
 
 
 def sample_keys(
-    ctx: Context, size: int, rng: random.Random, progress: Progress | None
+    ctx: Context,
+    size: int,
+    rng: random.Random,
+    *,
+    progress: Progress = SILENT,
+    stop: threading.Event | None = None,
 ) -> tuple[list[str], int]:
-    """A uniform sample of up to `size` feed keys (reservoir sampling over one SCAN)."""
+    """A uniform sample of up to `size` feed keys (reservoir sampling over one SCAN);
+    a set `stop` ends the scan early (the sample is then of the keys seen so far)."""
     chosen: list[str] = []
     seen = 0
+    progress.phase("sampling (keys)", None)
     for batch in ctx.cache.scan_keys():
+        if stopping(stop):
+            break
         for key in batch:
             seen += 1
             if len(chosen) < size:
@@ -120,8 +131,7 @@ def sample_keys(
                 slot = rng.randrange(seen)
                 if slot < size:
                     chosen[slot] = key
-        if progress:
-            progress(len(batch))
+        progress.advance(len(batch))
     return chosen, seen
 
 
@@ -132,17 +142,31 @@ def verify(
     mark: bool = False,
     seed: int | None = None,
     settle_seconds: float = SETTLE_SECONDS,
-    progress: Progress | None = None,
+    progress: Progress = SILENT,
+    stop: threading.Event | None = None,
 ) -> VerifyReport:
     """Compare `sample` random cached feeds with PostgreSQL and report every mismatch
-    (the first MAX_LISTED in the report's list; `mismatches_found` counts them all)."""
+    (the first MAX_LISTED in the report's list; `mismatches_found` counts them all).
+
+    A set `stop` ends the run between batches of keys (nothing is compared) or of compared
+    feeds (what was compared by then is reported, and marked with `mark`).
+    """
     if sample < 1:
         raise BadInputError(f"the sample size must be at least 1, got {sample}")
     report = VerifyReport()
-    keys, report.keys_scanned = sample_keys(ctx, sample, random.Random(seed), progress)
+    rng = random.Random(seed)
+    keys, report.keys_scanned = sample_keys(ctx, sample, rng, progress=progress, stop=stop)
+    if stopping(stop):
+        report.stopped = True
+        return report
     disagreeing: list[str] = []
+    progress.phase("comparing (feeds)", len(keys))
     for chunk in _chunks(keys):
+        if stopping(stop):
+            report.stopped = True
+            break
         found = compare_keys(ctx, chunk)
+        progress.advance(len(chunk))
         report.feeds_compared += len(found)
         disagreeing.extend(key for key, mismatches in found.items() if mismatches)
     if disagreeing and settle_seconds > 0:

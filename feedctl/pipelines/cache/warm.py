@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Iterator
+import threading
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,8 +20,8 @@ from feedctl.db.sql_blocks import query
 from feedctl.pipelines.alongside import Alongside, alongside
 from feedctl.pipelines.cache import repair_marks
 from feedctl.pipelines.cache.writes import CacheReport, chunked
+from feedctl.progress import SILENT, Progress, stopping
 
-Progress = Callable[[int], None]
 ENTRY_BUDGET = 250_000  # entries a warm holds in memory at once (a batch of feeds' tops)
 WARM_CHUNK = 10_000  # feeds per warm query (read a batch at a time)
 
@@ -32,32 +33,41 @@ def warm(
     *,
     force: bool = False,
     dry_run: bool = False,
-    progress: Progress | None = None,
+    progress: Progress = SILENT,
+    stop: threading.Event | None = None,
+    total: int | None = None,
 ) -> CacheReport:
     """Fill the cache for these feeds from PostgreSQL; warm feeds are skipped unless forced.
 
     Each chunk of feeds is one query read through a server-side cursor a batch at a time
     (at most ENTRY_BUDGET entries a batch), and each batch is one pipelined round trip of
     atomic swaps, written on a second thread while the next batch is read: at most three
-    batches are in memory, whatever the number of feeds.
+    batches are in memory, whatever the number of feeds. `total` is how many feeds `ids`
+    holds, when the caller knows. A set `stop` ends the run between batches.
     """
     report = CacheReport(dry_run=dry_run)
+    progress.phase("warming (feeds)", total)
     with _overlapped_writes(ctx, report, "warm failed") as writes:
         for chunk in chunked(ids, WARM_CHUNK):
+            if stopping(stop):
+                report.stopped = True
+                break
             report.feeds_considered += len(chunk)
             todo = chunk if force else _uncached(ctx, kind, chunk)
             report.feeds_skipped += len(chunk) - len(todo)
-            if progress and len(todo) < len(chunk):
-                progress(len(chunk) - len(todo))
+            if len(todo) < len(chunk):
+                progress.advance(len(chunk) - len(todo))
             if not todo or dry_run:
-                if progress and todo:
-                    progress(len(todo))
+                if todo:
+                    progress.advance(len(todo))
                 continue
             batch_size = feeds_per_chunk(ctx.cap)
             for batch in text_top_batches(ctx.conn, kind, todo, ctx.cap, batch_size, ctx.retention):
                 writes.put(batch)
-                if progress:
-                    progress(len(batch))
+                progress.advance(len(batch))
+                if stopping(stop):
+                    report.stopped = True  # (maybe after the last batch: no harm)
+                    break
     return report
 
 
@@ -151,13 +161,25 @@ def warm_community(
     *,
     force: bool = False,
     dry_run: bool = False,
-    progress: Progress | None = None,
+    progress: Progress = SILENT,
+    stop: threading.Event | None = None,
 ) -> CacheReport:
     """Warm every member's feed, then the community's own feed (the community must exist)."""
     members = community_members(ctx, community_id)
-    report = warm(ctx, "user", members.ids, force=force, dry_run=dry_run, progress=progress)
+    report = warm(
+        ctx,
+        "user",
+        members.ids,
+        force=force,
+        dry_run=dry_run,
+        progress=progress,
+        stop=stop,
+        total=members.total,
+    )
+    if report.stopped:
+        return report
     own = warm(ctx, "community", [community_id], force=force, dry_run=dry_run)
     for field in dataclasses.fields(CacheReport):
-        if field.name != "dry_run":
+        if field.name not in ("dry_run", "stopped"):
             setattr(report, field.name, getattr(report, field.name) + getattr(own, field.name))
     return report

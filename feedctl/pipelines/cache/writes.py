@@ -23,6 +23,7 @@ class CacheReport:
     feeds_skipped: int = 0
     entries_written: int = 0
     redis_failures: int = 0
+    stopped: bool = False  # a stop request ended the run between chunks
     dry_run: bool = False
 
 

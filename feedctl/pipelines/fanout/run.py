@@ -27,8 +27,10 @@ from feedctl.db.sql_blocks import query
 from feedctl.faults import checkpoint
 from feedctl.pipelines.fanout.cache_writes import CacheStage, RedisWork, cache_stage, write_cache
 from feedctl.pipelines.ranking.scores import read_inputs, store_scores
+from feedctl.progress import SILENT, Progress
 
 DEFAULT_CONSUMER = "default"
+PHASE = "fan-out (events)"
 # Entries one batch may write, at most (one post to a larger community is one batch).
 ENTRIES_PER_BATCH = 500_000
 
@@ -60,10 +62,8 @@ class FanoutReport:
     seconds_cache: float = 0.0  # writing Redis after the commits
     cache_batches_replayed: int = 0  # cache writes redone after a run died before them
     feeds_warmed: int = 0  # uncached feeds of active users, filled from PostgreSQL
+    stopped: bool = False  # a stop request ended the run between batches
     dry_run: bool = False
-
-
-Progress = Callable[[FanoutReport], None]
 
 
 def run_fanout(
@@ -73,7 +73,7 @@ def run_fanout(
     max_events: int | None = None,
     batch_size: int | None = None,
     dry_run: bool = False,
-    progress: Progress | None = None,
+    progress: Progress = SILENT,
     follow: bool = False,
     poll_interval: float = 1.0,
     stop: threading.Event | None = None,
@@ -91,24 +91,51 @@ def run_fanout(
         conn.execute(query("ensure_consumer"), {"consumer": consumer})
         if not dry_run:
             _replay_pending_cache_writes(ctx, consumer, batch, report)
+        _start_phase(conn, consumer, max_events, follow, report, progress)
         with _cache_side(ctx, consumer, report) as stage:
-            while not stop.is_set() and (max_events is None or report.events < max_events):
+            while max_events is None or report.events < max_events:
+                if stop.is_set():
+                    report.stopped = True
+                    break
                 limit = batch if max_events is None else min(batch, max_events - report.events)
+                events = report.events
                 committed = _run_batch(ctx, consumer, limit, report)
                 if committed is not None:
                     if stage is not None:
                         stage.submit(*committed)
-                    if progress:
-                        progress(report)
+                    progress.advance(report.events - events)
+                    progress.status(_status(report))
                     continue
                 if not follow:
                     break
                 _measure_lag(conn, consumer, report)
-                if progress:
-                    progress(report)
+                progress.advance(0)  # idle: nothing done, but a guard may check its time
+                progress.status(_status(report))
                 stop.wait(poll_interval)
         _measure_lag(conn, consumer, report)
     return report
+
+
+def _start_phase(
+    conn: psycopg.Connection[Any],
+    consumer: str,
+    max_events: int | None,
+    follow: bool,
+    report: FanoutReport,
+    progress: Progress,
+) -> None:
+    """Start the progress phase, with the backlog as its total unless following."""
+    if follow:
+        progress.phase(PHASE, None)
+        return
+    _measure_lag(conn, consumer, report)
+    backlog = report.lag_events
+    progress.phase(PHASE, backlog if max_events is None else min(backlog, max_events))
+
+
+def _status(report: FanoutReport) -> str:
+    rate = report.entries_written / max(report.seconds_database, 1e-9)
+    return f"{rate:,.0f} entries/s, lag {report.lag_events} events"
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC
 from typing import Any
@@ -32,6 +32,7 @@ from feedctl.faults import checkpoint
 from feedctl.pipelines.ranking import cache_writes as rank_cache
 from feedctl.pipelines.ranking import versions as heuristic_versions
 from feedctl.pipelines.ranking.scores import INPUT_SCHEMA, stage_scores
+from feedctl.progress import SILENT, Progress, stopping
 from feedctl.rank.heuristic import Heuristic
 from feedctl.rank.scoring import score_frame
 
@@ -61,9 +62,6 @@ class RankReport:
     seconds_cache: float = 0.0
 
 
-Progress = Callable[[RankReport], None]
-
-
 @contextmanager
 def rank_lock(ctx: Context) -> Iterator[None]:
     """The nightly run's lock: no other rank run and no backfill shard at the same time."""
@@ -82,7 +80,7 @@ def run_rank(
     everything: bool = False,
     include_unscored: bool = False,
     chunk_size: int | None = None,
-    progress: Progress | None = None,
+    progress: Progress = SILENT,
     stop: threading.Event | None = None,
 ) -> RankReport:
     """Rescore changed posts (or `everything`) chunk by chunk, one transaction each.
@@ -98,8 +96,9 @@ def run_rank(
         require_no_backfill_in_posts(ctx.conn)
         _replay_pending(ctx, report)
         after = -(2**63)
+        progress.phase("rank (posts)", None)
         while True:
-            if stop is not None and stop.is_set():
+            if stopping(stop):
                 report.stopped = True
                 break
             params = {
@@ -113,9 +112,10 @@ def run_rank(
             if not rows:
                 break
             after = rows[-1][0]
+            rescored = report.posts_rescored
             _rescore_chunk(ctx, pl.DataFrame(rows, schema=CHANGED_SCHEMA, orient="row"), report)
-            if progress:
-                progress(report)
+            progress.advance(report.posts_rescored - rescored)
+            progress.status(f"{report.entries_updated:,} entries updated")
     report.seconds = time.perf_counter() - started
     return report
 

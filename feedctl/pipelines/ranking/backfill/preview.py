@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 from feedctl.context import Context
@@ -21,6 +20,7 @@ from feedctl.pipelines.ranking.backfill.run import END, FIRST_USERS, START, next
 from feedctl.pipelines.ranking.backfill.shards import Shard
 from feedctl.pipelines.ranking.backfill.throttle import Throttle
 from feedctl.pipelines.ranking.scores import inputs_frame
+from feedctl.progress import SILENT, Progress
 from feedctl.rank.heuristic import Heuristic
 from feedctl.rank.movement import summarize
 from feedctl.rank.scoring import score_frame
@@ -64,16 +64,13 @@ class BackfillPreview:
     dry_run: bool = True
 
 
-Progress = Callable[[str, int, int | None], None]
-
-
 def preview_backfill(
     ctx: Context,
     heuristic: Heuristic,
     options: PreviewOptions,
     *,
     stop: threading.Event | None = None,
-    progress: Progress | None = None,
+    progress: Progress = SILENT,
 ) -> BackfillPreview:
     """Count what a backfill towards `heuristic` would change; write nothing."""
     started = time.perf_counter()
@@ -103,13 +100,13 @@ def _score_posts(
     preview: BackfillPreview,
     throttle: Throttle,
     stop: threading.Event,
-    progress: Progress | None,
+    progress: Progress,
 ) -> None:
     conn = ctx.conn
     conn.execute(query("preview_create"))
     conn.execute(query("preview_clear"))
     counts = conn.execute(query("backfill_count_posts"), {"after": START}).fetchone()
-    total = int(counts[0]) if counts else None
+    progress.phase("posts", int(counts[0]) if counts else None)
     after = START
     limit = throttle.chunk_rows(options.chunk_rows)
     while not stop.is_set():
@@ -123,8 +120,7 @@ def _score_posts(
             copy.write(payload)
         after = int(scored["post_id"][-1])
         preview.posts += scored.height
-        if progress:
-            progress("posts", preview.posts, total)
+        progress.advance(scored.height)
         throttle.pace(scored.height)
     conn.execute(query("preview_analyze"))
     row = conn.execute(query("preview_changed_posts")).fetchone()
@@ -141,15 +137,15 @@ def _count_entries(
     preview: BackfillPreview,
     throttle: Throttle,
     stop: threading.Event,
-    progress: Progress | None,
+    progress: Progress,
 ) -> None:
     conn = ctx.conn
     params = _shard_params(options)
     counts = conn.execute(query("backfill_shard_user_count"), {**params, "after": START})
     row = counts.fetchone()
-    total = int(row[0]) if row else None
+    progress.phase("users", int(row[0]) if row else None)
     target = throttle.chunk_rows(options.chunk_rows)
-    users, after, covered = FIRST_USERS, START, 0
+    users, after = FIRST_USERS, START
     throttle.restart()
     while not stop.is_set():
         page = {**params, "after": after, "limit": users}
@@ -165,9 +161,8 @@ def _count_entries(
         preview.entries_changed += changed
         if not ids:
             return
-        covered += len(ids)
-        if progress:
-            progress("entries", covered, total)
+        progress.advance(len(ids))
+        progress.status(f"{preview.entries:,} entries")
         throttle.pace(entries)
         users = next_chunk_users(users, entries, target)
         after = upto

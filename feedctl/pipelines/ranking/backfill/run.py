@@ -42,6 +42,7 @@ from feedctl.pipelines.ranking.backfill.shards import Shard
 from feedctl.pipelines.ranking.backfill.throttle import Throttle, check_rate
 from feedctl.pipelines.ranking.nightly import RANK_LOCK
 from feedctl.pipelines.ranking.scores import inputs_frame, stage_scores
+from feedctl.progress import SILENT, Progress
 from feedctl.rank.heuristic import Heuristic, heuristic_from_record
 from feedctl.rank.scoring import score_frame
 
@@ -105,19 +106,6 @@ class BackfillReport:
 
 
 @dataclasses.dataclass(frozen=True)
-class PhaseProgress:
-    """Where a run is: `phase` is waiting, posts, communities or entries."""
-
-    phase: str
-    done: int
-    total: int | None
-    report: BackfillReport
-
-
-Progress = Callable[[PhaseProgress], None]
-
-
-@dataclasses.dataclass(frozen=True)
 class _Run:
     """One process's part of a backfill."""
 
@@ -129,11 +117,7 @@ class _Run:
     report: BackfillReport
     throttle: Throttle
     stop: threading.Event
-    progress: Progress | None
-
-    def tell(self, phase: str, done: int, total: int | None) -> None:
-        if self.progress:
-            self.progress(PhaseProgress(phase, done, total, self.report))
+    progress: Progress
 
 
 def run_backfill(
@@ -142,7 +126,7 @@ def run_backfill(
     options: BackfillOptions,
     *,
     stop: threading.Event | None = None,
-    progress: Progress | None = None,
+    progress: Progress = SILENT,
 ) -> BackfillReport:
     """Start (or join, or resume) a backfill towards `heuristic` and do this shard's part.
 
@@ -286,13 +270,16 @@ def _post_phases(run: _Run) -> bool:
     if posts_done and communities_done:
         return True
     waited = time.perf_counter()
+    waiting = False
     while True:
         try:
             with advisory_lock(run.ctx.conn, POSTS_LOCK):
                 run.report.seconds_waiting += time.perf_counter() - waited
                 return _post_phases_locked(run)
         except LockedError:
-            run.tell("waiting", 0, None)
+            if not waiting:  # for another shard's post phase
+                run.progress.phase("waiting (posts)", None)
+                waiting = True
             if run.stop.wait(LOCK_POLL_SECONDS):
                 run.report.seconds_waiting += time.perf_counter() - waited
                 return False
@@ -318,6 +305,7 @@ def _rescore_posts(run: _Run, after: int) -> bool:
     conn = run.ctx.conn
     counts = conn.execute(query("backfill_count_posts"), {"after": after}).fetchone()
     total, done = (int(counts[0]), int(counts[1])) if counts else (None, 0)
+    run.progress.phase("posts", None if total is None else total - done)
     run.throttle.restart()
     limit = run.throttle.chunk_rows(run.options.chunk_rows)
     while not run.stop.is_set():
@@ -331,9 +319,8 @@ def _rescore_posts(run: _Run, after: int) -> bool:
         _retrying(conn, functools.partial(_store_post_chunk, run, scored, last))
         checkpoint("backfill.posts_committed")
         after = last
-        done += scored.height
         run.report.posts_rescored += scored.height
-        run.tell("posts", done, total)
+        run.progress.advance(scored.height)
         run.report.seconds_waiting += run.throttle.pace(scored.height)
     return False
 
@@ -351,7 +338,7 @@ def _store_post_chunk(run: _Run, scored: pl.DataFrame, last: int) -> None:
 def _rewrite_communities(run: _Run, after: int) -> bool:
     """Rewrite every cached community feed from PostgreSQL (uncached ones stay cold)."""
     conn = run.ctx.conn
-    done = 0
+    run.progress.phase("communities", None)
     while not run.stop.is_set():
         params = {"after": after, "limit": _feeds_per_write(run)}
         ids = [row[0] for row in conn.execute(query("backfill_community_ids"), params)]
@@ -364,8 +351,7 @@ def _rewrite_communities(run: _Run, after: int) -> bool:
         conn.execute(
             query("backfill_advance_communities"), {"backfill_id": run.backfill_id, "after": after}
         )
-        done += len(ids)
-        run.tell("communities", done, None)
+        run.progress.advance(len(ids))
     return False
 
 
@@ -400,6 +386,7 @@ def _entry_phase(run: _Run) -> None:
         query("backfill_shard_user_count"), {**params, "after": users_after}
     ).fetchone()
     total, done_before = (int(counts[0]), int(counts[1])) if counts else (None, 0)
+    run.progress.phase("users", None if total is None else total - done_before)
     run.throttle.restart()
     target = run.throttle.chunk_rows(run.options.chunk_rows)
     users = FIRST_USERS
@@ -418,7 +405,8 @@ def _entry_phase(run: _Run) -> None:
             return
         _rewrite_users(run, ids, upto)
         run.report.users_covered += len(ids)
-        run.tell("entries", done_before + run.report.users_covered, total)
+        run.progress.advance(len(ids))
+        run.progress.status(f"{run.report.entries_updated:,} entries")
         run.report.seconds_waiting += run.throttle.pace(updated)
         users = next_chunk_users(users, updated, target)
         after = upto
