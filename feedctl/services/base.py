@@ -97,16 +97,6 @@ def port_released(port: int, timeout: float = 2.0) -> bool:
 # --- processes -----------------------------------------------------------------------
 
 
-def _process(pid: int) -> psutil.Process | None:
-    """The process with this pid, or None when there is none."""
-    import psutil
-
-    try:
-        return psutil.Process(pid)
-    except psutil.NoSuchProcess:
-        return None
-
-
 def process_alive(process: psutil.Process) -> bool:
     """True while any thread of the process runs.
 
@@ -142,8 +132,11 @@ def live_process(pid: int, name_prefix: str | None = None) -> psutil.Process | N
     """
     import psutil
 
-    process = _process(pid)
-    if process is None or not process_alive(process):
+    try:
+        process = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return None
+    if not process_alive(process):
         return None
     if name_prefix is None:
         return process
@@ -243,7 +236,9 @@ class EmbeddedServer(abc.ABC):
     label: ClassVar[str]  # how messages call it
     package: ClassVar[str]  # the pip package that ships the binaries
 
-    def __init__(self, data_dir: Path, port: int | None = None, *, strict_port: bool = True):
+    def __init__(
+        self, data_dir: Path, port: int | None = None, *, strict_port: bool = True
+    ) -> None:
         """With `port`, start there; `strict_port=False` takes another free port when it
         is taken (a preference, such as the port a previous run used)."""
         self._data_dir = data_dir

@@ -207,7 +207,9 @@ class EmbeddedPostgres(EmbeddedServer):
     label = "PostgreSQL"
     package = PACKAGE
 
-    def __init__(self, data_dir: Path, port: int | None = None, *, strict_port: bool = True):
+    def __init__(
+        self, data_dir: Path, port: int | None = None, *, strict_port: bool = True
+    ) -> None:
         super().__init__(data_dir, port, strict_port=strict_port)
         self._pgdata: Path | None = None
         self._account: pwd.struct_passwd | None = None
