@@ -27,6 +27,7 @@ from servers import resolve_postgres, resolve_redis
 
 TEST_VARIABLES = ("FEEDCTL_TEST_DATABASE_URL", "FEEDCTL_TEST_REDIS_URL")
 TEST_PREFIX = "feedctl-test-"  # every test's Redis key space starts with it
+_ISSUED_PREFIXES: list[str] = []  # the key spaces this session handed out
 
 
 def _strip_feedctl_environment() -> None:
@@ -85,6 +86,8 @@ def redis_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
         shared = bool(os.environ.get("FEEDCTL_TEST_REDIS_URL"))
         left = _keys(url, f"*{TEST_PREFIX}*" if shared else "*")
+        if shared:  # other runs may use the server too: only this session's prefixes count
+            left = [key for key in left if any(p.encode() in key for p in _ISSUED_PREFIXES)]
         assert not left, f"tests left {len(left)} Redis key(s) behind, such as {left[:5]}"
     finally:
         cleanup()
@@ -159,6 +162,7 @@ def redis_prefix(redis_server_url: str) -> Iterator[str]:
     """A key space of this test's own: every key that contains it is deleted afterwards
     (also keys a test writes around it on purpose, such as `other-<prefix>...`)."""
     prefix = f"{TEST_PREFIX}{uuid.uuid4().hex[:12]}:"
+    _ISSUED_PREFIXES.append(prefix)
     yield prefix
     keys = _keys(redis_server_url, f"*{prefix}*")
     if keys:
