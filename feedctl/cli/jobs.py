@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from feedctl import logs
+from feedctl.cli.job_flags import parse_job_flags
 from feedctl.cli.state import handle_errors, state_of, stdout, stop_on_signals
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ def list_jobs(ctx: typer.Context) -> None:
     from feedctl.jobs import definitions as job_definitions
 
     state = state_of(ctx)
-    jobs = job_definitions.configured_jobs(state.settings)
+    jobs = job_definitions.configured_jobs(state.settings, parse_job_flags)
     payload = {
         "jobs": [
             {
@@ -82,7 +83,8 @@ def run(
     from feedctl.jobs.runner import run_job
 
     state = state_of(ctx)
-    job = job_definitions.find_job(job_definitions.jobs_dir(state.settings), name)
+    folder = job_definitions.jobs_dir(state.settings)
+    job = job_definitions.find_job(folder, name, parse_job_flags)
     logs.configure()
     stop = threading.Event()
     with stop_on_signals(stop):

@@ -1,7 +1,8 @@
 """The commands a job can run, mapped to the library functions the CLI commands call.
 
-Each command accepts the same flags as its CLI command (a test holds them to it), parsed
-from the job file. Every command gets the run's guard as its progress and the guard's
+A job's flags are parsed by its CLI command itself (feedctl.cli.job_flags), which hands
+the runner the options below by their parameter names; `options` lists those a job may
+use. Every command gets the run's guard as its progress and the guard's
 `stop` event: the guard checks the time on each advance (which a pipeline reports once a
 chunk is committed to PostgreSQL and written to Redis) and sets `stop` when the time is
 up, and the pipeline returns its report, stopped, at its next chunk boundary.
@@ -12,13 +13,12 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from feedctl.context import Context
 from feedctl.durations import parse_duration
-from feedctl.errors import BadInputError
 from feedctl.pipelines.cache import repair as cache_repair
 from feedctl.pipelines.cache import vacuum as cache_vacuum
 from feedctl.pipelines.cache import verify as cache_verify
@@ -28,14 +28,6 @@ from feedctl.pipelines.expire import DEFAULT_CHUNK_POSTS, ExpireReport, expire
 from feedctl.pipelines.fanout.run import DEFAULT_CONSUMER, FanoutReport, run_fanout
 from feedctl.pipelines.ranking.nightly import RankReport, run_rank
 from feedctl.rank.heuristic import load_heuristic
-
-FlagKind = Literal["count", "text", "duration", "path", "switch"]
-
-
-@dataclasses.dataclass(frozen=True)
-class Flag:
-    option: str
-    kind: FlagKind
 
 
 class RunGuard:
@@ -71,7 +63,7 @@ Runner = Callable[[Context, Mapping[str, Any], RunGuard], Any]
 
 @dataclasses.dataclass(frozen=True)
 class JobCommand:
-    flags: Mapping[str, Flag]
+    options: frozenset[str]  # the CLI command's parameters a job may set
     run: Runner | None  # None: this version of feedctl does not have the command yet
     missing_reason: str = ""
 
@@ -89,13 +81,13 @@ def _fanout(ctx: Context, options: Mapping[str, Any], guard: RunGuard) -> Fanout
 
 def _rank(ctx: Context, options: Mapping[str, Any], guard: RunGuard) -> RankReport:
     if options.get("heuristic") is not None:
-        ctx.heuristic = load_heuristic(options["heuristic"])
+        ctx.heuristic = load_heuristic(Path(options["heuristic"]).expanduser())
     everything = options.get("everything", False)
     return run_rank(ctx, everything=everything, progress=guard, stop=guard.stop)
 
 
 def _warm(ctx: Context, options: Mapping[str, Any], guard: RunGuard) -> cache_writes.CacheReport:
-    window = options.get("active_since") or parse_duration(f"{ctx.settings.active_window_days}d")
+    window = parse_duration(options.get("active_since") or f"{ctx.settings.active_window_days}d")
     targets = cache_warm.active_users(ctx, window)
     return cache_warm.warm(
         ctx,
@@ -128,76 +120,16 @@ def _expire(ctx: Context, options: Mapping[str, Any], guard: RunGuard) -> Expire
 
 
 def _vacuum(ctx: Context, options: Mapping[str, Any], guard: RunGuard) -> cache_vacuum.VacuumReport:
-    window = options.get("inactive_for") or parse_duration(f"{ctx.settings.active_window_days}d")
+    window = parse_duration(options.get("inactive_for") or f"{ctx.settings.active_window_days}d")
     return cache_vacuum.vacuum(ctx, window, progress=guard, stop=guard.stop)
 
 
 COMMANDS: dict[str, JobCommand] = {
-    "fanout": JobCommand(
-        flags={
-            "--max-events": Flag("max_events", "count"),
-            "--batch-size": Flag("batch_size", "count"),
-            "--consumer": Flag("consumer", "text"),
-        },
-        run=_fanout,
-    ),
-    "rank": JobCommand(
-        flags={"--all": Flag("everything", "switch"), "--heuristic": Flag("heuristic", "path")},
-        run=_rank,
-    ),
-    "cache warm": JobCommand(
-        flags={
-            "--active-since": Flag("active_since", "duration"),
-            "--force": Flag("force", "switch"),
-        },
-        run=_warm,
-    ),
-    "cache repair": JobCommand(flags={}, run=_repair),
-    "cache verify": JobCommand(
-        flags={"--sample": Flag("sample", "count"), "--mark": Flag("mark", "switch")},
-        run=_verify,
-    ),
-    "cache vacuum": JobCommand(
-        flags={"--inactive-for": Flag("inactive_for", "duration")}, run=_vacuum
-    ),
-    "expire": JobCommand(flags={"--chunk-posts": Flag("chunk_posts", "count")}, run=_expire),
+    "fanout": JobCommand(frozenset({"max_events", "batch_size", "consumer"}), run=_fanout),
+    "rank": JobCommand(frozenset({"everything", "heuristic"}), run=_rank),
+    "cache warm": JobCommand(frozenset({"active_since", "force"}), run=_warm),
+    "cache repair": JobCommand(frozenset(), run=_repair),
+    "cache verify": JobCommand(frozenset({"sample", "mark"}), run=_verify),
+    "cache vacuum": JobCommand(frozenset({"inactive_for"}), run=_vacuum),
+    "expire": JobCommand(frozenset({"chunk_posts"}), run=_expire),
 }
-
-
-def parse_flags(command: str, flags: Sequence[str]) -> dict[str, Any]:
-    """Parse a job's flags as its CLI command would: `--name value`, `--name=value`, switches."""
-    spec = COMMANDS[command].flags
-    options: dict[str, Any] = {}
-    items = list(flags)
-    while items:
-        token = items.pop(0)
-        name, has_value, value = token.partition("=")
-        flag = spec.get(name)
-        if flag is None:
-            known = ", ".join(spec) or "none"
-            raise BadInputError(f"flag {name!r} is not one `{command}` takes here ({known})")
-        if flag.kind == "switch":
-            if has_value:
-                raise BadInputError(f"flag {name} takes no value")
-            options[flag.option] = True
-            continue
-        if not has_value:
-            if not items:
-                raise BadInputError(f"flag {name} needs a value")
-            value = items.pop(0)
-        options[flag.option] = _flag_value(name, flag.kind, value)
-    return options
-
-
-def _flag_value(name: str, kind: FlagKind, value: str) -> Any:
-    if kind == "count":
-        if not (value.isascii() and value.isdigit()) or int(value) < 1:
-            raise BadInputError(f"flag {name} needs a whole number of at least 1, got {value!r}")
-        return int(value)
-    if kind == "duration":
-        return parse_duration(value)
-    if kind == "path":
-        return Path(value).expanduser()
-    if not value:
-        raise BadInputError(f"flag {name} needs a value")
-    return value

@@ -10,7 +10,9 @@ lock = "feedctl.job.fanout"              # PostgreSQL advisory lock held while i
 ```
 
 The folder is `jobs_dir` (FEEDCTL_JOBS_DIR), else the one shipped in the wheel, else
-`jobs/` in a checkout.
+`jobs/` in a checkout. The flags are parsed by a `FlagParser` the front end hands in (the
+CLI parses them with the job's own command, feedctl.cli.job_flags); without one a job keeps
+its flags unparsed and no options, which is enough to list jobs and their runs.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import tomllib
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +28,14 @@ import feedctl
 from feedctl.config import Settings
 from feedctl.durations import parse_duration
 from feedctl.errors import BadInputError, ConfigError
-from feedctl.jobs.commands import COMMANDS, parse_flags
+from feedctl.jobs.commands import COMMANDS
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _KEYS = {"description", "command", "flags", "timeout", "lock"}
 _REQUIRED = ("command", "timeout", "lock")
 MIN_GRACE_SECONDS = 1.0
 MAX_GRACE_SECONDS = 60.0
+FlagParser = Callable[[str, Sequence[str]], dict[str, Any]]  # (command, flags) -> options
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +74,9 @@ def jobs_dir(settings: Settings) -> Path:
     return shipped if shipped.is_dir() else package.parent / "jobs"
 
 
-def parse_job(name: str, raw: dict[str, Any], source: str) -> JobDefinition:
+def parse_job(
+    name: str, raw: dict[str, Any], source: str, parse_flags: FlagParser | None = None
+) -> JobDefinition:
     """Validate one job table; every mistake names the file and the key."""
     if not NAME.match(name):
         raise ConfigError(f"{source}: job name {name!r} must be lower-case letters, digits, - or _")
@@ -89,7 +95,7 @@ def parse_job(name: str, raw: dict[str, Any], source: str) -> JobDefinition:
     if not isinstance(flags, list) or not all(isinstance(f, str) for f in flags):
         raise ConfigError(f"{source}: 'flags' must be a list of strings, got {flags!r}")
     try:
-        options = parse_flags(command, flags)
+        options = parse_flags(command, flags) if parse_flags else {}
         timeout = parse_duration(_text(raw, "timeout", source)).total_seconds()
     except BadInputError as exc:
         raise ConfigError(f"{source}: {exc.message}") from None
@@ -113,7 +119,7 @@ def _text(raw: dict[str, Any], key: str, source: str) -> str:
     return value.strip()
 
 
-def read_job_file(path: Path) -> JobDefinition:
+def read_job_file(path: Path, parse_flags: FlagParser | None = None) -> JobDefinition:
     try:
         with path.open("rb") as handle:
             raw = tomllib.load(handle)
@@ -121,28 +127,30 @@ def read_job_file(path: Path) -> JobDefinition:
         raise ConfigError(f"job file {path} is not valid TOML: {exc}") from None
     except OSError as exc:
         raise ConfigError(f"job file {path} cannot be read: {exc.strerror}") from None
-    return parse_job(path.stem, raw, f"job file {path}")
+    return parse_job(path.stem, raw, f"job file {path}", parse_flags)
 
 
-def load_jobs(folder: Path) -> list[JobDefinition]:
+def load_jobs(folder: Path, parse_flags: FlagParser | None = None) -> list[JobDefinition]:
     """Every job in a folder, by name; a folder without jobs is an error."""
     if not folder.is_dir():
         raise ConfigError(f"jobs folder {folder} does not exist (set jobs_dir)")
-    jobs = [read_job_file(path) for path in sorted(folder.glob("*.toml"))]
+    jobs = [read_job_file(path, parse_flags) for path in sorted(folder.glob("*.toml"))]
     if not jobs:
         raise ConfigError(f"jobs folder {folder} holds no *.toml job file")
     return jobs
 
 
-def configured_jobs(settings: Settings) -> list[JobDefinition]:
+def configured_jobs(
+    settings: Settings, parse_flags: FlagParser | None = None
+) -> list[JobDefinition]:
     """Every job in the configured jobs folder."""
-    return load_jobs(jobs_dir(settings))
+    return load_jobs(jobs_dir(settings), parse_flags)
 
 
-def find_job(folder: Path, name: str) -> JobDefinition:
+def find_job(folder: Path, name: str, parse_flags: FlagParser | None = None) -> JobDefinition:
     """The job called `name` (its file `name.toml`), or a clear error listing the others."""
     path = folder / f"{name}.toml"
     if NAME.match(name) and path.is_file():
-        return read_job_file(path)
+        return read_job_file(path, parse_flags)
     known = ", ".join(job.name for job in load_jobs(folder))
     raise BadInputError(f"no job named {name!r} in {folder} (jobs: {known})")

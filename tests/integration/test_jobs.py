@@ -14,10 +14,11 @@ import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from feedctl.cli.job_flags import parse_job_flags
 from feedctl.config import Settings
 from feedctl.context import Context
 from feedctl.errors import FeedctlError, LockedError
-from feedctl.jobs.commands import COMMANDS, JobCommand, parse_flags
+from feedctl.jobs.commands import COMMANDS, JobCommand
 from feedctl.jobs.definitions import JobDefinition
 from feedctl.jobs.runner import run_job
 from feedctl.pipelines.cache import repair_marks
@@ -47,7 +48,7 @@ def job(
         name=name,
         command=command,
         flags=tuple(flags or ()),
-        options=parse_flags(command, flags or []),
+        options=parse_job_flags(command, flags or []),
         timeout_seconds=timeout,
         lock=f"feedctl.test.{name}",
         grace_seconds=grace,
@@ -271,7 +272,7 @@ def test_postgres_down_still_delivers_a_failure(settings: Settings, tmp_path: Pa
 def test_a_command_not_in_this_version_is_refused_before_anything(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    absent = JobCommand(flags={}, run=None, missing_reason="not in this version of feedctl yet")
+    absent = JobCommand(frozenset(), run=None, missing_reason="not in this version of feedctl yet")
     monkeypatch.setitem(COMMANDS, "cache verify", absent)
     with pytest.raises(FeedctlError, match="not in this version of feedctl yet"):
         run_job(settings, job("verify", "cache verify"))
