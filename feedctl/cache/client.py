@@ -14,6 +14,10 @@ RedisClient = redis.Redis
 REDIS_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, OSError)
 
 
+class RedisUnavailable(redis.ConnectionError):
+    """Raised without asking Redis, for a server already seen failing (one of REDIS_ERRORS)."""
+
+
 def describe(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.hostname or 'localhost'}:{parts.port or 6379}"

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from feedctl.cache.client import REDIS_ERRORS
+from feedctl.cache.client import RedisUnavailable
 from feedctl.cache.keys import FeedRef, community_feed, user_feed
 from feedctl.context import Context
 from feedctl.db.feed_tops import load_tops, member_pages
@@ -60,16 +60,12 @@ class CacheWriter:
         self.active_since = datetime.now(UTC) - window
 
     def upsert(self, feeds: list[FeedRef], posts: list[tuple[int, float]]) -> None:
-        if not self.redis_down:
-            try:
-                keys = [f.key(self.ctx.prefix) for f in feeds]
-                cached = self.ctx.cache.upsert_same(keys, posts)
-                checkpoint("fanout.mid_cache")
-                self._warm_active([f for f, hit in zip(feeds, cached, strict=True) if not hit])
-                return
-            except REDIS_ERRORS:
-                self.redis_down = True
-        self._mark(feeds, len(feeds) * len(posts))
+        with self._marked_on_failure(feeds, len(feeds) * len(posts)):
+            self._require_redis()
+            keys = [f.key(self.ctx.prefix) for f in feeds]
+            cached = self.ctx.cache.upsert_same(keys, posts)
+            checkpoint("fanout.mid_cache")
+            self._warm_active([f for f, hit in zip(feeds, cached, strict=True) if not hit])
 
     def _warm_active(self, uncached: list[FeedRef]) -> None:
         """Users active within the window get their whole feed cached; others stay cold."""
@@ -91,18 +87,27 @@ class CacheWriter:
             self.report.feeds_marked_for_repair += warmed.redis_failures
 
     def remove(self, feeds: list[FeedRef], post_ids: list[int]) -> None:
-        if not self.redis_down:
-            try:
-                self.ctx.cache.remove((f.key(self.ctx.prefix), post_ids) for f in feeds)
-                return
-            except REDIS_ERRORS:
-                self.redis_down = True
-        self._mark(feeds, len(feeds) * len(post_ids))
+        with self._marked_on_failure(feeds, len(feeds) * len(post_ids)):
+            self._require_redis()
+            self.ctx.cache.remove((f.key(self.ctx.prefix), post_ids) for f in feeds)
 
-    def _mark(self, feeds: list[FeedRef], entries: int) -> None:
-        self.report.redis_failures += entries
-        self.report.feeds_marked_for_repair += len(feeds)
-        repair_marks.mark_feeds(self.ctx.conn, feeds, "fan-out write failed")
+    def _require_redis(self) -> None:
+        """After the first failed write of a batch the others are not tried: they fail at
+        once, so their feeds are marked without waiting on a server that is down."""
+        if self.redis_down:
+            raise RedisUnavailable("a Redis write of this batch failed already")
+
+    @contextmanager
+    def _marked_on_failure(self, feeds: list[FeedRef], entries: int) -> Iterator[None]:
+        """The block's Redis writes, through the one failure handler (`entries` counted,
+        the feeds marked for repair)."""
+        with repair_marks.marked_on_failure(
+            self.ctx.conn, feeds, "fan-out write failed", self.report, failures=entries
+        ) as write:
+            yield
+        if write.failed:
+            self.redis_down = True
+            self.report.feeds_marked_for_repair += len(feeds)
 
 
 def write_cache(ctx: Context, work: RedisWork, report: CacheTally) -> None:
