@@ -9,7 +9,7 @@ import contextlib
 import dataclasses
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 
@@ -83,27 +83,24 @@ def _require_embedded(*servers: str) -> None:
 
 def database_url(settings: Settings, notice: Callable[[str], None] | None = None) -> str:
     """The configured URL, or the embedded server's (started if needed)."""
-    if settings.database_url:
-        return settings.database_url
-    _require_embedded("postgres")
-    url = services.ensure_postgres(settings.home)
-    if notice:
-        notice(
-            f"using the embedded PostgreSQL under {settings.home} (set FEEDCTL_DATABASE_URL "
-            "to use another)"
-        )
-    return url
+    return settings.database_url or _embedded_url("postgres", settings, notice)
 
 
 def redis_url(settings: Settings, notice: Callable[[str], None] | None = None) -> str:
-    if settings.redis_url:
-        return settings.redis_url
-    _require_embedded("redis")
-    url = services.ensure_redis(settings.home)
+    """The configured URL, or the embedded server's (started if needed)."""
+    return settings.redis_url or _embedded_url("redis", settings, notice)
+
+
+def _embedded_url(
+    server: Literal["postgres", "redis"], settings: Settings, notice: Callable[[str], None] | None
+) -> str:
+    _require_embedded(server)
+    ensure = services.ensure_postgres if server == "postgres" else services.ensure_redis
+    url = ensure(settings.home)
     if notice:
-        notice(
-            f"using the embedded Redis under {settings.home} (set FEEDCTL_REDIS_URL to use another)"
-        )
+        name = {"postgres": "PostgreSQL", "redis": "Redis"}[server]
+        variable = _URL_SETTINGS[server][1]
+        notice(f"using the embedded {name} under {settings.home} (set {variable} to use another)")
     return url
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import typer
 
 from feedctl.cli.reports import render_page
@@ -22,13 +24,7 @@ def user(
     cursor: str | None = CURSOR,
 ) -> None:
     """One page of a user's feed: posts of the communities they belong to, best first."""
-    from feedctl.read.pages import FeedReader
-
-    state = state_of(ctx)
-    with state.context() as context:
-        reader = FeedReader.for_settings(context.conn, context.cache, context.settings)
-        page = reader.user_feed(user_id, limit, cursor)
-    state.emit(page.as_json(), lambda: render_page(f"feed of user {user_id}", page))
+    _print_page(ctx, "user", user_id, limit, cursor)
 
 
 @app.command("community")
@@ -40,10 +36,21 @@ def community(
     cursor: str | None = CURSOR,
 ) -> None:
     """One page of a community's feed: its live posts, best first."""
+    _print_page(ctx, "community", community_id, limit, cursor)
+
+
+def _print_page(
+    ctx: typer.Context,
+    kind: Literal["user", "community"],
+    feed_id: int,
+    limit: int,
+    cursor: str | None,
+) -> None:
+    from feedctl.cache.keys import FeedRef
     from feedctl.read.pages import FeedReader
 
     state = state_of(ctx)
     with state.context() as context:
         reader = FeedReader.for_settings(context.conn, context.cache, context.settings)
-        page = reader.community_feed(community_id, limit, cursor)
-    state.emit(page.as_json(), lambda: render_page(f"feed of community {community_id}", page))
+        page = reader.page(FeedRef(kind, feed_id), limit, cursor)
+    state.emit(page.as_json(), lambda: render_page(f"feed of {kind} {feed_id}", page))
