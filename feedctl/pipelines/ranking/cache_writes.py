@@ -14,7 +14,7 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from itertools import groupby
 from operator import itemgetter
 
-from feedctl.cache.client import REDIS_ERRORS
+from feedctl.cache.client import RedisUnavailable
 from feedctl.cache.feeds import TRUNCATED
 from feedctl.cache.keys import KINDS, FeedRef, community_feed, user_feed
 from feedctl.context import Context
@@ -54,28 +54,30 @@ class _Writer:
         if not feeds:
             return
         self.writes.feeds_touched += len(feeds)
-        if not self.failed:
-            try:
-                keys = [feed.key(self.ctx.prefix) for feed, _ in feeds]
-                present = self.ctx.cache.exists(keys)
-                cached = [
-                    (key, entries)
-                    for key, (_, entries), found in zip(keys, feeds, present, strict=True)
-                    if found
-                ]
-                self.ctx.cache.upsert(cached)
-                self.writes.feeds_cached += len(cached)
-                return
-            except REDIS_ERRORS:
-                pass
-        self.failed.extend(feed for feed, _ in feeds)
-        self.writes.redis_failures += sum(len(entries) for _, entries in feeds)
+        entries = sum(len(entries) for _, entries in feeds)
+        refs = [feed for feed, _ in feeds]
+        with repair_marks.marked_on_failure(
+            self.ctx.conn, refs, "rank write failed", self.writes, failures=entries
+        ) as write:
+            if self.failed:  # a write of this run failed already: do not wait on Redis again
+                raise RedisUnavailable("a Redis write of this rank run failed already")
+            keys = [feed.key(self.ctx.prefix) for feed in refs]
+            present = self.ctx.cache.exists(keys)
+            cached = [
+                (key, entries)
+                for key, (_, entries), found in zip(keys, feeds, present, strict=True)
+                if found
+            ]
+            self.ctx.cache.upsert(cached)
+            self.writes.feeds_cached += len(cached)
+        if write.failed:
+            self.failed.extend(refs)
+            self.writes.feeds_marked_for_repair += len(refs)
 
     def finish(self) -> None:
-        """Mark failed feeds for repair; rewrite watched feeds that a falling post left short."""
+        """Rewrite watched feeds that a falling post left short (unless a write failed: the
+        failed feeds are marked for repair already)."""
         if self.failed:
-            repair_marks.mark_feeds(self.ctx.conn, self.failed, "rank write failed")
-            self.writes.feeds_marked_for_repair += len(self.failed)
             return
         watched = list(self.watched)
         short: list[FeedRef] = []
