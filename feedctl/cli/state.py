@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from feedctl.config import Settings, load_settings
 from feedctl.errors import EXIT_FAILED
@@ -24,6 +22,7 @@ from feedctl.progress import SILENT, Progress
 from feedctl.server_errors import as_feedctl_error
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.progress import Progress as RichProgress
     from rich.progress import TaskID
 
@@ -32,8 +31,33 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 R = TypeVar("R")
 
-stdout = Console(soft_wrap=True)
-stderr = Console(stderr=True, soft_wrap=True)
+
+class LazyConsole:
+    """A Rich console made at its first use, so that a command that prints nothing
+    through it (`--version`, `--help`) never imports Rich."""
+
+    def __init__(self, *, stderr: bool = False) -> None:
+        self.stderr = stderr
+        self._console: Console | None = None
+
+    @property
+    def console(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=self.stderr, soft_wrap=True)
+        return self._console
+
+    def print(self, *objects: Any, **options: Any) -> None:
+        self.console.print(*objects, **options)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.console.is_terminal
+
+
+stdout = LazyConsole()
+stderr = LazyConsole(stderr=True)
 
 
 @dataclasses.dataclass
@@ -98,7 +122,7 @@ class CliState:
             TimeElapsedColumn(),
             TimeRemainingColumn(),
         )
-        with RichProgress(*columns, console=stderr, transient=True) as bars:
+        with RichProgress(*columns, console=stderr.console, transient=True) as bars:
             yield PhaseBars(bars)
 
 
@@ -154,12 +178,12 @@ def handle_errors(command: Callable[P, R]) -> Callable[P, R]:
                 traceback.print_exc(file=sys.stderr)
             if error is None:
                 stderr.print(
-                    f"[red]error:[/red] unexpected {type(exc).__name__}: {escape(str(exc))} "
+                    f"[red]error:[/red] unexpected {type(exc).__name__}: {_escape(str(exc))} "
                     "(run with --verbose for the traceback)",
                     highlight=False,
                 )
                 raise typer.Exit(EXIT_FAILED) from None
-            stderr.print(f"[red]error:[/red] {escape(error.message)}", highlight=False)
+            stderr.print(f"[red]error:[/red] {_escape(error.message)}", highlight=False)
             raise typer.Exit(error.exit_code) from None
 
     return wrapper
@@ -183,3 +207,10 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _escape(text: str) -> str:
+    """Text with Rich markup escaped, so a message prints as written."""
+    from rich.markup import escape
+
+    return escape(text)

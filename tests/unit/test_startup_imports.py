@@ -83,6 +83,7 @@ def test_python_m_feedctl_version_imports_none_of_them() -> None:
     )
     assert output.strip() == "feedctl 0.1.0"
     assert heavy(modules, HEAVY + HEAVY_FEEDCTL) == []
+    assert heavy(modules, ("rich",)) == []  # the consoles are made at their first use
 
 
 def test_feed_user_path_imports_no_polars_numpy_or_prometheus() -> None:
