@@ -3,12 +3,20 @@
 Each cached feed holds a sentinel member at score -inf that says what the cache knows:
 `c` - the set is the complete feed; `t` - the set is the exact top of a longer feed
 (truncated to the cap). A key that does not exist is a feed that is not cached: writes
-never create it; only `replace_feeds` (warm, rebuild, repair, a read miss) does.
+never create it; only a whole-feed swap (warm, rebuild, repair, a read miss) does.
+
+Every write is fenced (docs/decisions/0028): a writer first takes the feed's fence token
+(`stamp`), then reads PostgreSQL, then writes with the token; the script writes only
+while the token is unchanged and replaces it, so a write based on an older read of
+PostgreSQL than the last accepted write is refused (and redone by its writer).
+The token lives in a string key next to the feed, in the feed key's hash slot
+(`fence_key`), with a time to live: an expired token only refuses writes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, cast
 
@@ -19,21 +27,63 @@ COMPLETE = b"c"
 TRUNCATED = b"t"
 _SENTINELS = (COMPLETE, TRUNCATED)
 _SCAN_COUNT = 1000
+FENCE_TTL_SECONDS = 3600  # a fence token outlives any write's stamp-to-write time
+WRITTEN, NOT_CACHED, FENCED_OUT = 1, -1, -2  # what a fenced write did to one feed
+Stamp = bytes  # a feed's fence token, as `stamp` returned it
+
+
+def fence_key(key: str) -> str:
+    """The key holding a feed's fence token: in the feed key's hash slot (its hash tag, or
+    the whole feed key as the tag), outside the `feed:` key space that SCAN walks."""
+    start = key.find("{")
+    end = key.find("}", start + 1) if start >= 0 else -1
+    tag = key[start + 1 : end] if start >= 0 and end > start + 1 else key
+    return f"{{{tag}}}:fence"
+
+
+def _token() -> str:
+    return secrets.token_hex(8)
+
+
+# Take a feed's fence token (KEYS: feed, fence). ARGV: mode ('always': create a token when
+# there is none; 'cached': only for a feed that is cached or already fenced, else nil, so
+# feeds nobody caches get no key), a new token, the time to live.
+_STAMP_LUA = """
+local token = redis.call('GET', KEYS[2])
+if token then
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
+  return token
+end
+if ARGV[1] == 'cached' and redis.call('EXISTS', KEYS[1]) == 0 then return false end
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+return ARGV[2]
+"""
+
+# The start of every fenced script (KEYS: feed, fence; ARGV[1..3]: the token the writer
+# took, a new token, the time to live): refuse (-2) unless the token is unchanged since the
+# writer took it; else replace it, so writers that took it before this write are refused.
+_FENCE_LUA = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -2 end
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+"""
 
 # Swap a whole feed in, atomically (a script runs alone): the new members are written
 # and the old ones gone in one step, so a reader sees the old feed or the new one, never
 # an empty or half-built one. One key per call, so it works on Redis Cluster unchanged.
-# ARGV: mode ('always' or 'cached': only when the key exists), sentinel, and the entries as
-# one text "score post_id score post_id ..." (one argument per feed: the client does not
-# pack thousands of arguments, the server splits them). Returns 1 when written, else 0.
-_REPLACE_LUA = """
+# Fenced (ARGV[1..3], above). ARGV[4..6]: mode ('always' or 'cached': only when the key
+# exists), sentinel, and the entries as one text "score post_id score post_id ..." (one
+# argument per feed: the client does not pack thousands of arguments, the server splits
+# them). Returns 1 when written, -1 when not cached (mode 'cached'), -2 when fenced out.
+_REPLACE_LUA = (
+    _FENCE_LUA
+    + """
 local key = KEYS[1]
-if ARGV[1] == 'cached' and redis.call('EXISTS', key) == 0 then return 0 end
+if ARGV[4] == 'cached' and redis.call('EXISTS', key) == 0 then return -1 end
 redis.call('DEL', key)
-redis.call('ZADD', key, '-inf', ARGV[2])
+redis.call('ZADD', key, '-inf', ARGV[5])
 local batch = {}
 local n = 0
-for score, member in string.gmatch(ARGV[3], '(%S+) (%S+)') do
+for score, member in string.gmatch(ARGV[6], '(%S+) (%S+)') do
   batch[n + 1] = score
   batch[n + 2] = member
   n = n + 2
@@ -45,15 +95,15 @@ end
 if n > 0 then redis.call('ZADD', key, unpack(batch, 1, n)) end
 return 1
 """
+)
 
 # Upsert (score, post id) pairs into a cached feed and trim it to the cap, keeping it an
 # exact prefix of the full feed, ordered by (score desc, post id desc). Returns -1 when
-# the feed is not cached, else the number of members added or updated.
-_UPSERT_LUA = """
-local key = KEYS[1]
+# the feed is not cached, else the number of members added or updated. The body expects
+# `key`, `cap` and `pairs` ({score, post id, score, post id, ...}) set by its start.
+_UPSERT_BODY = """
 local head = redis.call('ZRANGE', key, 0, 0)
 if #head == 0 then return -1 end
-local cap = tonumber(ARGV[1])
 local truncated = head[1] == 't'
 
 local function above(s1, m1, s2, m2)
@@ -76,12 +126,12 @@ if truncated then load_floor() end
 
 local added = 0
 if not truncated then
-  for i = 2, #ARGV, 4000 do
-    added = added + redis.call('ZADD', key, unpack(ARGV, i, math.min(i + 3999, #ARGV)))
+  for i = 1, #pairs, 4000 do
+    added = added + redis.call('ZADD', key, unpack(pairs, i, math.min(i + 3999, #pairs)))
   end
 end
-for i = 2, (truncated and #ARGV or 0), 2 do
-  local raw, member = ARGV[i], ARGV[i + 1]
+for i = 1, (truncated and #pairs or 0), 2 do
+  local raw, member = pairs[i], pairs[i + 1]
   local score = tonumber(raw)
   if redis.call('ZSCORE', key, member) then
     redis.call('ZREM', key, member)
@@ -111,6 +161,37 @@ if excess > 0 then
 end
 return added
 """
+
+# Trim a cached feed to the cap (ARGV[1]), nothing else: no PostgreSQL read behind it, so
+# it needs no fence (it keeps the feed an exact prefix of whatever it was).
+_TRIM_LUA = (
+    """
+local key = KEYS[1]
+local cap = tonumber(ARGV[1])
+local pairs = {}
+"""
+    + _UPSERT_BODY
+)
+
+# Fenced (ARGV[1..3]) changes to some entries of a cached feed: ARGV[4] the cap, ARGV[5]
+# how many post ids to remove, those ids, then (score, post id) pairs to upsert. Returns -2
+# when fenced out, -1 when the feed is not cached, else the members added or updated.
+_APPLY_LUA = (
+    _FENCE_LUA
+    + """
+local key = KEYS[1]
+local cap = tonumber(ARGV[4])
+local removals = tonumber(ARGV[5])
+if removals > 0 and redis.call('EXISTS', key) == 1 then
+  for i = 6, 5 + removals, 4000 do
+    redis.call('ZREM', key, unpack(ARGV, i, math.min(i + 3999, 5 + removals)))
+  end
+end
+local pairs = {}
+for i = 6 + removals, #ARGV do pairs[#pairs + 1] = ARGV[i] end
+"""
+    + _UPSERT_BODY
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,95 +235,136 @@ class KeyFacts:
 
 
 class FeedCache:
-    """Pipelined reads and writes of cached feeds under one key prefix."""
+    """Pipelined reads and writes of cached feeds under one key prefix.
+
+    The writes are fenced: `stamp` the feeds, read PostgreSQL, then `apply` changes or
+    `swap` whole feeds with the stamps (docs/decisions/0028). The convenience writes below
+    (`upsert`, `remove`, `replace`...) stamp and write at once, for values that were not
+    read from PostgreSQL after a stamp (tests, benchmarks, synthetic data).
+    """
 
     def __init__(self, client: RedisClient, prefix: str, cap: int) -> None:
         self.client = client
         self.prefix = prefix
         self.cap = cap
-        self._upsert = client.register_script(_UPSERT_LUA)
+        self._stamp_script = client.register_script(_STAMP_LUA)
+        self._apply_script = client.register_script(_APPLY_LUA)
         self._replace_script = client.register_script(_REPLACE_LUA)
-        self._script_loaded = False
+        self._trim_script = client.register_script(_TRIM_LUA)
+        self._loaded: set[str] = set()
+
+    # -- the fence ---------------------------------------------------------------------
+
+    def stamp(self, keys: Sequence[str], *, create: bool = True) -> list[Stamp | None]:
+        """Take the fence token of each feed, pipelined (one round trip).
+
+        With `create`, a feed without a token gets one; without, only feeds that are cached
+        (or being written) do, and the others give None: no write of them is needed, since
+        any later swap reads PostgreSQL after this moment.
+        """
+        sha = self._sha(self._stamp_script)
+        mode = "always" if create else "cached"
+        with self.client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.evalsha(sha, 2, key, fence_key(key), mode, _token(), FENCE_TTL_SECONDS)
+            return [None if token is None else bytes(token) for token in pipe.execute()]
+
+    def apply(
+        self, changes: Iterable[tuple[str, Stamp, Sequence[tuple[int, float]], Sequence[int]]]
+    ) -> list[int]:
+        """Fenced changes to cached feeds, pipelined: per (key, stamp, upserts, removals),
+        upsert (post id, score) pairs and remove post ids, keeping the feed an exact prefix.
+
+        Returns per feed the members added or updated (>= 0), NOT_CACHED or FENCED_OUT.
+        """
+        sha = self._sha(self._apply_script)
+        with self.client.pipeline(transaction=False) as pipe:
+            for key, stamp, upserts, removals in changes:
+                args: list[Any] = [stamp, _token(), FENCE_TTL_SECONDS, self.cap, len(removals)]
+                args.extend(removals)
+                for post_id, score in upserts:
+                    args.extend((repr(float(score)), post_id))
+                pipe.evalsha(sha, 2, key, fence_key(key), *args)
+            return [int(result) for result in pipe.execute()]
+
+    def swap(
+        self, feeds: Iterable[tuple[str, Stamp, str, bool]], *, only_cached: bool = False
+    ) -> list[int]:
+        """Fenced swaps of whole feeds, each atomic, pipelined: per (key, stamp, entries as
+        text "score post_id score post_id ...", truncated).
+
+        Returns per feed WRITTEN, NOT_CACHED (with `only_cached`) or FENCED_OUT.
+        """
+        sha = self._sha(self._replace_script)
+        mode = "cached" if only_cached else "always"
+        with self.client.pipeline(transaction=False) as pipe:
+            for key, stamp, text, truncated in feeds:
+                sentinel = TRUNCATED if truncated else COMPLETE
+                args: list[Any] = [stamp, _token(), FENCE_TTL_SECONDS, mode, sentinel, text]
+                pipe.evalsha(sha, 2, key, fence_key(key), *args)
+            return [int(result) for result in pipe.execute()]
+
+    def _sha(self, script: Any) -> str:
+        """Load a script once per client (a restarted server forgets it: reload)."""
+        sha = str(script.sha)
+        if sha not in self._loaded or not self.client.script_exists(sha)[0]:
+            self.client.script_load(script.script)
+            self._loaded.add(sha)
+        return sha
+
+    # -- stamp-and-write conveniences ----------------------------------------------------
 
     def upsert(
         self, keyed_entries: Iterable[tuple[str, Sequence[tuple[int, float]]]]
     ) -> list[bool]:
-        """Upsert entries into cached feeds (uncached feeds are left alone), pipelined.
+        """Upsert entries into cached feeds (uncached feeds are left alone).
 
         Returns, feed by feed, whether it was cached.
         """
-        sha = self._script_sha()
-        with self.client.pipeline(transaction=False) as pipe:
-            for key, entries in keyed_entries:
-                pipe.evalsha(sha, 1, key, *self._upsert_args(entries))
-            return [int(result) >= 0 for result in pipe.execute()]
+        keyed = list(keyed_entries)
+        stamps = self.stamp([key for key, _ in keyed], create=False)
+        todo = [(k, s, e, ()) for (k, e), s in zip(keyed, stamps, strict=True) if s is not None]
+        results = iter(self.apply(todo))
+        return [s is not None and next(results) != NOT_CACHED for s in stamps]
 
     def upsert_same(self, keys: Sequence[str], entries: Sequence[tuple[int, float]]) -> list[bool]:
-        """Upsert the same entries into many cached feeds (fan-out), arguments built once."""
-        sha = self._script_sha()
-        args = self._upsert_args(entries)
-        with self.client.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.evalsha(sha, 1, key, *args)
-            return [int(result) >= 0 for result in pipe.execute()]
-
-    def _upsert_args(self, entries: Sequence[tuple[int, float]]) -> list[Any]:
-        args: list[Any] = [self.cap]
-        for post_id, score in entries:
-            args.extend((repr(float(score)), post_id))
-        return args
-
-    def _script_sha(self) -> str:
-        """Load the upsert script once per client (a restarted server forgets it: reload)."""
-        if not self._script_loaded or not self.client.script_exists(self._upsert.sha)[0]:
-            self.client.script_load(_UPSERT_LUA)
-            self._script_loaded = True
-        return str(self._upsert.sha)
+        """Upsert the same entries into many cached feeds."""
+        return self.upsert((key, entries) for key in keys)
 
     def remove(self, keyed_posts: Iterable[tuple[str, Sequence[int]]]) -> None:
-        """Remove posts from feeds, pipelined (a prefix stays a prefix)."""
-        with self.client.pipeline(transaction=False) as pipe:
-            for key, post_ids in keyed_posts:
-                if post_ids:
-                    pipe.zrem(key, *post_ids)
-            pipe.execute()
+        """Remove posts from feeds (a prefix stays a prefix)."""
+        keyed = [(key, post_ids) for key, post_ids in keyed_posts if post_ids]
+        stamps = self.stamp([key for key, _ in keyed], create=False)
+        self.apply((k, s, (), p) for (k, p), s in zip(keyed, stamps, strict=True) if s is not None)
 
     def replace(self, key: str, entries: Sequence[tuple[int, float]], truncated: bool) -> None:
         """Swap in a whole feed atomically (readers see the old or the new, never half)."""
         self.replace_many([(key, entries, truncated)])
 
     def replace_many(self, feeds: Iterable[tuple[str, Sequence[tuple[int, float]], bool]]) -> None:
-        """Swap in whole feeds, each atomically, in one pipelined round trip."""
-        self._replace(feeds, "always")
+        """Swap in whole feeds, each atomically."""
+        self.replace_text_many((k, entries_text(e), t) for k, e, t in feeds)
 
     def replace_cached_many(
         self, feeds: Iterable[tuple[str, Sequence[tuple[int, float]], bool]]
     ) -> list[bool]:
-        """Swap in whole feeds that are cached now (atomically each); leave the others out.
+        """Swap in whole feeds that are cached now; leave the others out.
 
         Returns, feed by feed, whether it was cached (and so written).
         """
-        return self._replace(feeds, "cached")
+        keyed = ((k, entries_text(e), t) for k, e, t in feeds)
+        return self.replace_text_many(keyed, only_cached=True)
 
     def replace_text_many(
         self, feeds: Iterable[tuple[str, str, bool]], *, only_cached: bool = False
     ) -> list[bool]:
-        """Swap in whole feeds whose entries are text, "score post_id score post_id ...",
-        each atomically, in one pipelined round trip; see `replace_cached_many`."""
-        mode = "cached" if only_cached else "always"
-        with self.client.pipeline(transaction=False) as pipe:
-            for key, text, truncated in feeds:
-                args: list[str | bytes] = [mode, TRUNCATED if truncated else COMPLETE, text]
-                self._replace_script(keys=[key], args=args, client=pipe)
-            return [bool(result) for result in pipe.execute()]
-
-    def _replace(
-        self, feeds: Iterable[tuple[str, Sequence[tuple[int, float]], bool]], mode: str
-    ) -> list[bool]:
-        return self.replace_text_many(
-            ((key, entries_text(entries), truncated) for key, entries, truncated in feeds),
-            only_cached=mode == "cached",
-        )
+        """Swap in whole feeds whose entries are text, "score post_id score post_id ...";
+        see `replace_cached_many`."""
+        listed = list(feeds)
+        stamps = self.stamp([key for key, _, _ in listed], create=not only_cached)
+        todo = [(k, s, x, t) for (k, x, t), s in zip(listed, stamps, strict=True) if s is not None]
+        results = iter(self.swap(todo, only_cached=only_cached))
+        return [s is not None and next(results) == WRITTEN for s in stamps]
 
     def exists(self, keys: Sequence[str]) -> list[bool]:
         with self.client.pipeline(transaction=False) as pipe:
@@ -308,7 +430,7 @@ class FeedCache:
         """Trim cached feeds to the cap, keeping each an exact prefix (marked truncated)."""
         with self.client.pipeline(transaction=False) as pipe:
             for key in keys:
-                self._upsert(keys=[key], args=[self.cap], client=pipe)
+                self._trim_script(keys=[key], args=[self.cap], client=pipe)
             pipe.execute()
 
     def unlink(self, keys: Sequence[str]) -> int:

@@ -113,3 +113,43 @@ def member_pages(
             return
         yield [row[0] for row in rows]
         after = rows[-1][0]
+
+
+_ENTRIES_QUERY = {"user": "user_entries_of", "community": "community_entries_of"}
+
+
+def current_entries(
+    conn: psycopg.Connection[Any],
+    kind: FeedKind,
+    pairs: Sequence[tuple[int, int]],
+    retention: timedelta | None,
+) -> dict[tuple[int, int], float]:
+    """The current score of each (feed id, post id) pair that is in its feed now (pairs
+    not in the map are not in the feed: deleted, expired, or never fanned out)."""
+    if not pairs:
+        return {}
+    params = {
+        "feed_ids": [feed_id for feed_id, _ in pairs],
+        "post_ids": [post_id for _, post_id in pairs],
+        "retention": retention,
+    }
+    rows = conn.execute(query(_ENTRIES_QUERY[kind]), params)
+    return {(feed_id, post_id): score for feed_id, post_id, score in rows}
+
+
+def text_tops(
+    conn: psycopg.Connection[Any],
+    kind: FeedKind,
+    ids: Sequence[int],
+    cap: int,
+    retention: timedelta | None,
+) -> list[TextTop]:
+    """The top `cap` entries of each feed as text, in the order of `ids` (all in memory:
+    for a bounded number of feeds)."""
+    if not ids:
+        return []
+    return [
+        top
+        for batch in text_top_batches(conn, kind, ids, cap, len(ids), retention)
+        for top in batch
+    ]

@@ -245,9 +245,14 @@ class FeedReader:
 
     def _fill(self, feed: FeedRef) -> None:
         """Cache a feed that missed, best effort: a read never fails because Redis did."""
-        top = text_top(self.conn, feed, self.cache.cap, self.retention)
+        key = feed.key(self.cache.prefix)
         try:
-            self.cache.replace_text_many([(feed.key(self.cache.prefix), top.text, top.truncated)])
+            # Fenced (docs/decisions/0028): stamp, read PostgreSQL, swap. Refused when any
+            # other write reached the feed in between: that write stands, no retry.
+            (stamp,) = self.cache.stamp([key])
+            assert stamp is not None
+            top = text_top(self.conn, feed, self.cache.cap, self.retention)
+            self.cache.swap([(key, stamp, top.text, top.truncated)])
         except REDIS_ERRORS:
             return
 

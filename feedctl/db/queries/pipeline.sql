@@ -323,3 +323,25 @@ ON CONFLICT (name) DO UPDATE
 SET retention_seconds = excluded.retention_seconds, last_created_at = excluded.last_created_at,
     last_post_id = excluded.last_post_id,
     entries_removed = s.entries_removed + excluded.entries_removed, updated_at = now()
+
+-- user_entries_of --
+The current retained entries among some (user id, post id) pairs: what a fenced cache write brings those entries to (a pair not returned is not in the feed).
+SELECT t.user_id, t.post_id, fe.score
+FROM unnest(%(feed_ids)s::bigint[], %(post_ids)s::bigint[]) AS t(user_id, post_id)
+CROSS JOIN LATERAL (  -- one primary-key probe a pair (LIMIT keeps the planner from a scan)
+    SELECT score FROM feed_entry
+    WHERE user_id = t.user_id AND post_id = t.post_id
+      AND created_at >= coalesce(now() - %(retention)s::interval, '-infinity')
+    LIMIT 1
+) fe
+
+-- community_entries_of --
+The current retained entries among some (community id, post id) pairs: what a fenced cache write brings those entries to (a pair not returned is not in the feed).
+SELECT t.community_id, t.post_id, ps.score
+FROM unnest(%(feed_ids)s::bigint[], %(post_ids)s::bigint[]) AS t(community_id, post_id)
+CROSS JOIN LATERAL (  -- one primary-key probe a pair (LIMIT keeps the planner from a scan)
+    SELECT ps.score FROM post_score ps JOIN posts p ON p.id = ps.post_id
+    WHERE ps.post_id = t.post_id AND ps.community_id = t.community_id
+      AND p.created_at >= coalesce(now() - %(retention)s::interval, '-infinity')
+    LIMIT 1
+) ps

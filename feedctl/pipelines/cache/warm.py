@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 
 from feedctl.cache.client import REDIS_ERRORS
+from feedctl.cache.feeds import FENCED_OUT, Stamp
 from feedctl.cache.keys import FeedKind, FeedRef
 from feedctl.context import Context
 from feedctl.db.feed_tops import TextTop, member_pages, text_top_batches
@@ -19,7 +20,7 @@ from feedctl.db.owners import require_community
 from feedctl.db.sql_blocks import query
 from feedctl.pipelines.alongside import Alongside, alongside
 from feedctl.pipelines.cache import repair_marks
-from feedctl.pipelines.cache.writes import CacheReport, chunked
+from feedctl.pipelines.cache.writes import FEEDS_PER_CHUNK, CacheReport, chunked, write_tops
 from feedctl.progress import SILENT, Progress, stopping
 
 ENTRY_BUDGET = 250_000  # entries a warm holds in memory at once (a batch of feeds' tops)
@@ -62,8 +63,11 @@ def warm(
                     progress.advance(len(todo))
                 continue
             batch_size = feeds_per_chunk(ctx.cap)
+            # Fenced (docs/decisions/0028): the stamps are taken before PostgreSQL is read.
+            stamps = ctx.cache.stamp([FeedRef(kind, i).key(ctx.prefix) for i in todo])
+            stamp_of = dict(zip(todo, stamps, strict=True))
             for batch in text_top_batches(ctx.conn, kind, todo, ctx.cap, batch_size, ctx.retention):
-                writes.put(batch)
+                writes.put([(top, stamp_of[top.feed.id]) for top in batch])
                 progress.advance(len(batch))
                 if stopping(stop):
                     report.stopped = True  # (maybe after the last batch: no harm)
@@ -74,26 +78,34 @@ def warm(
 @contextmanager
 def _overlapped_writes(
     ctx: Context, report: CacheReport, reason: str
-) -> Iterator[Alongside[list[TextTop]]]:
-    """Swaps batches of feeds into Redis on a second thread, so that PostgreSQL is read
-    while Redis is written. Failed batches are marked for repair (on the caller's thread,
-    which owns the connection) when the block ends."""
+) -> Iterator[Alongside[list[tuple[TextTop, Stamp | None]]]]:
+    """Swaps batches of stamped feeds into Redis on a second thread, so that PostgreSQL is
+    read while Redis is written. Failed batches are marked for repair (on the caller's
+    thread, which owns the connection) when the block ends; feeds fenced out (another
+    write reached them after their stamp) are swapped in again, fenced, there too."""
     failed: list[TextTop] = []
+    fenced: list[FeedRef] = []
 
-    def write(batch: list[TextTop]) -> None:
+    def write(batch: list[tuple[TextTop, Stamp | None]]) -> None:
         try:
-            ctx.cache.replace_text_many(
-                (t.feed.key(ctx.prefix), t.text, t.truncated) for t in batch
+            results = ctx.cache.swap(
+                (t.feed.key(ctx.prefix), stamp or b"", t.text, t.truncated) for t, stamp in batch
             )
         except REDIS_ERRORS:
-            failed.extend(batch)
+            failed.extend(t for t, _ in batch)
             return
-        report.feeds_written += len(batch)
-        report.entries_written += sum(t.entries for t in batch)
+        for (top, _), result in zip(batch, results, strict=True):
+            if result == FENCED_OUT:
+                fenced.append(top.feed)
+            else:
+                report.feeds_written += 1
+                report.entries_written += top.entries
 
     try:
         with alongside(write, depth=2, name="feedctl-cache-writes") as worker:
             yield worker
+        for start in range(0, len(fenced), FEEDS_PER_CHUNK):
+            write_tops(ctx, fenced[start : start + FEEDS_PER_CHUNK], report, reason)
     finally:
         if failed:
             report.redis_failures += len(failed)
