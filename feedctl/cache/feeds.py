@@ -5,12 +5,13 @@ Each cached feed holds a sentinel member at score -inf that says what the cache 
 (truncated to the cap). A key that does not exist is a feed that is not cached: writes
 never create it; only a whole-feed swap (warm, rebuild, repair, a read miss) does.
 
-Every write is fenced (docs/decisions/0028): a writer first takes the feed's fence token
-(`stamp`), then reads PostgreSQL, then writes with the token; the script writes only
-while the token is unchanged and replaces it, so a write based on an older read of
-PostgreSQL than the last accepted write is refused (and redone by its writer).
-The token lives in a string key next to the feed, in the feed key's hash slot
-(`fence_key`), with a time to live: an expired token only refuses writes.
+Every write is fenced (docs/decisions/0028): a writer first stamps the feed (`stamp`: a
+sequence number from the feed's fence), then reads PostgreSQL, then writes with the stamp;
+the script writes only when no other write landed since the stamp, so a write based on a
+read of PostgreSQL older than the last write's is refused (and redone by its writer).
+The fence is a small hash next to the feed, with a log of changes for swaps in flight, in
+the feed key's hash slot (`fence_keys`), with a time to live: an expired fence only
+refuses writes.
 """
 
 from __future__ import annotations
@@ -27,170 +28,242 @@ COMPLETE = b"c"
 TRUNCATED = b"t"
 _SENTINELS = (COMPLETE, TRUNCATED)
 _SCAN_COUNT = 1000
-FENCE_TTL_SECONDS = 3600  # a fence token outlives any write's stamp-to-write time
-WRITTEN, NOT_CACHED, FENCED_OUT = 1, -1, -2  # what a fenced write did to one feed
-Stamp = bytes  # a feed's fence token, as `stamp` returned it
+FENCE_TTL_SECONDS = 3600  # a fence outlives any write's stamp-to-write time
+# What a fenced write did to one feed: written; not cached (nothing to write); fenced out
+# (another write reached the feed after the stamp: read PostgreSQL again and retry);
+# superseded (a whole-feed swap stamped after this write's stamp has landed: it read
+# PostgreSQL later, so this write has nothing to add).
+WRITTEN, NOT_CACHED, FENCED_OUT, SUPERSEDED = 1, -1, -2, -3
+Stamp = bytes  # "incarnation:sequence", as `stamp` returned it
+LOG_CAP = 1024  # deltas a fence logs for swaps in flight, at most (a swap older: redone)
 
 
-def fence_key(key: str) -> str:
-    """The key holding a feed's fence token: in the feed key's hash slot (its hash tag, or
-    the whole feed key as the tag), outside the `feed:` key space that SCAN walks."""
+def fence_keys(key: str) -> tuple[str, str]:
+    """The keys of a feed's fence and its log: in the feed key's hash slot (its hash tag,
+    or the whole feed key as the tag), outside the `feed:` key space that SCAN walks."""
     start = key.find("{")
     end = key.find("}", start + 1) if start >= 0 else -1
     tag = key[start + 1 : end] if start >= 0 and end > start + 1 else key
-    return f"{{{tag}}}:fence"
+    return f"{{{tag}}}:fence", f"{{{tag}}}:fence-log"
 
 
 def _token() -> str:
     return secrets.token_hex(8)
 
 
-# Take a feed's fence token (KEYS: feed, fence). ARGV: mode ('always': create a token when
-# there is none; 'cached': only for a feed that is cached or already fenced, else nil, so
-# feeds nobody caches get no key), a new token, the time to live.
+# A feed's fence is a small hash next to it (KEYS[2]): `i` its incarnation (random, so a
+# fence that expired and was made again never matches an old stamp), `s` the last stamp's
+# sequence number, `lwd` and `lws` the value of `s` when a change of entries (a delta) and
+# when a whole-feed swap last landed, `ls` the stamp of the last swap that landed, `pend`
+# the stamp of the last swap stamped, `lost` the newest log entry dropped from the log.
+# The log (KEYS[3], a list) holds the deltas that landed while a swap was in flight, as
+# "sequence post_id score" or "sequence post_id -" (removed): the swap, when it lands,
+# applies those that landed after its stamp on top of what it read (LOG_CAP at most).
+#
+# Rules: a delta is refused when another delta landed since its stamp; a swap when another
+# swap did. A write refused because a swap stamped after it landed is superseded: that
+# swap read PostgreSQL after this write's stamp, so after the change it was to write.
+#
+# Stamp a feed (KEYS: feed, fence, log). ARGV: mode ('swap': make a fence when there is
+# none; 'cached-swap': only for a cached feed; 'delta': only for a feed that is cached or
+# fenced, so feeds nobody caches get no key), a new incarnation, the time to live.
+# Returns "incarnation:sequence", or nil.
 _STAMP_LUA = """
-local token = redis.call('GET', KEYS[2])
-if token then
-  redis.call('EXPIRE', KEYS[2], ARGV[3])
-  return token
+if ARGV[1] == 'cached-swap' and redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local i = redis.call('HGET', KEYS[2], 'i')
+if not i then
+  if ARGV[1] == 'delta' and redis.call('EXISTS', KEYS[1]) == 0 then return false end
+  redis.call('DEL', KEYS[3])
+  redis.call('HSET', KEYS[2], 'i', ARGV[2], 's', 0, 'lwd', 0, 'lws', 0, 'ls', 0, 'pend', 0,
+             'lost', 0)
+  i = ARGV[2]
 end
-if ARGV[1] == 'cached' and redis.call('EXISTS', KEYS[1]) == 0 then return false end
-redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
-return ARGV[2]
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+local n = redis.call('HINCRBY', KEYS[2], 's', 1)
+if ARGV[1] ~= 'delta' then redis.call('HSET', KEYS[2], 'pend', n) end
+return i .. ':' .. n
 """
 
-# The start of every fenced script (KEYS: feed, fence; ARGV[1..3]: the token the writer
-# took, a new token, the time to live): refuse (-2) unless the token is unchanged since the
-# writer took it; else replace it, so writers that took it before this write are refused.
-_FENCE_LUA = """
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -2 end
-redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+# upsert(key, cap, pairs): upsert {score, post id, ...} pairs into a cached feed and trim
+# it to the cap, keeping it an exact prefix of the full feed, ordered by (score desc, post
+# id desc). Returns -1 when the feed is not cached, else the members added or updated.
+_UPSERT_FUNCTION = """
+local function upsert(key, cap, pairs)
+  local head = redis.call('ZRANGE', key, 0, 0)
+  if #head == 0 then return -1 end
+  local truncated = head[1] == 't'
+
+  local function above(s1, m1, s2, m2)
+    if s1 ~= s2 then return s1 > s2 end
+    return tonumber(m1) > tonumber(m2)
+  end
+
+  local floor_s, floor_m
+  -- The lowest cached entry in feed order: the lowest score, and among equal scores the
+  -- smallest post id (Redis itself orders equal scores by member text).
+  local function load_floor()
+    local low = redis.call('ZRANGE', key, 1, 1, 'WITHSCORES')
+    if #low == 0 then floor_s, floor_m = nil, nil return end
+    floor_s, floor_m = tonumber(low[2]), low[1]
+    for _, member in ipairs(redis.call('ZRANGEBYSCORE', key, low[2], low[2])) do
+      if tonumber(member) < tonumber(floor_m) then floor_m = member end
+    end
+  end
+  if truncated then load_floor() end
+
+  local added = 0
+  if not truncated then
+    for i = 1, #pairs, 4000 do
+      added = added + redis.call('ZADD', key, unpack(pairs, i, math.min(i + 3999, #pairs)))
+    end
+  end
+  for i = 1, (truncated and #pairs or 0), 2 do
+    local raw, member = pairs[i], pairs[i + 1]
+    local score = tonumber(raw)
+    if redis.call('ZSCORE', key, member) then
+      redis.call('ZREM', key, member)
+      if member == floor_m then load_floor() end
+    end
+    if floor_s ~= nil and above(score, member, floor_s, floor_m) then
+      added = added + redis.call('ZADD', key, raw, member)
+    end
+  end
+
+  local excess = redis.call('ZCARD', key) - 1 - cap
+  if excess > 0 then
+    local low = redis.call('ZRANGE', key, excess, excess + 1, 'WITHSCORES')
+    local boundary = low[2]
+    if low[4] ~= nil and tonumber(low[4]) == tonumber(boundary) then
+      local removed = redis.call('ZREMRANGEBYSCORE', key, '(-inf', '(' .. boundary)
+      local tied = redis.call('ZRANGEBYSCORE', key, boundary, boundary)
+      table.sort(tied, function(a, b) return tonumber(a) < tonumber(b) end)
+      for j = 1, excess - removed do redis.call('ZREM', key, tied[j]) end
+    else
+      redis.call('ZREMRANGEBYRANK', key, 1, excess)
+    end
+    if not truncated then
+      redis.call('ZREM', key, 'c')
+      redis.call('ZADD', key, '-inf', 't')
+    end
+  end
+  return added
+end
 """
+
+# Fenced changes to some entries of a feed (KEYS: feed, fence, log). ARGV: the stamp, the
+# time to live, the cap, how many post ids to remove, those ids, then (score, post id)
+# pairs to upsert. Returns -2 (fenced out), -3 (superseded), -1 (not cached: nothing to
+# change, but logged for a swap in flight) or the members added or updated.
+_APPLY_LUA = (
+    _UPSERT_FUNCTION
+    + """
+local i, n = string.match(ARGV[1], '^(.+):(%d+)$')
+n = tonumber(n)
+local f = redis.call('HMGET', KEYS[2], 'i', 's', 'lwd', 'ls', 'pend')
+if f[1] ~= i then return -2 end
+if tonumber(f[3]) >= n then
+  if tonumber(f[4]) > n then return -3 end
+  return -2
+end
+local s = f[2]
+redis.call('HSET', KEYS[2], 'lwd', s)
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+local removals = tonumber(ARGV[4])
+if tonumber(f[5]) > tonumber(f[4]) then
+  for j = 5, 4 + removals do redis.call('RPUSH', KEYS[3], s .. ' ' .. ARGV[j] .. ' -') end
+  for j = 5 + removals, #ARGV, 2 do
+    redis.call('RPUSH', KEYS[3], s .. ' ' .. ARGV[j + 1] .. ' ' .. ARGV[j])
+  end
+  local over = redis.call('LLEN', KEYS[3]) - LOG_CAP
+  if over > 0 then
+    local dropped = redis.call('LRANGE', KEYS[3], over - 1, over - 1)[1]
+    redis.call('LTRIM', KEYS[3], over, -1)
+    redis.call('HSET', KEYS[2], 'lost', string.match(dropped, '^(%d+)'))
+  end
+  redis.call('EXPIRE', KEYS[3], ARGV[2])
+end
+local key = KEYS[1]
+if redis.call('EXISTS', key) == 0 then return -1 end
+for j = 5, 4 + removals, 4000 do
+  redis.call('ZREM', key, unpack(ARGV, j, math.min(j + 3999, 4 + removals)))
+end
+local pairs = {}
+for j = 5 + removals, #ARGV do pairs[#pairs + 1] = ARGV[j] end
+return upsert(key, tonumber(ARGV[3]), pairs)
+"""
+).replace("LOG_CAP", str(LOG_CAP))
 
 # Swap a whole feed in, atomically (a script runs alone): the new members are written
 # and the old ones gone in one step, so a reader sees the old feed or the new one, never
-# an empty or half-built one. One key per call, so it works on Redis Cluster unchanged.
-# Fenced (ARGV[1..3], above). ARGV[4..6]: mode ('always' or 'cached': only when the key
-# exists), sentinel, and the entries as one text "score post_id score post_id ..." (one
-# argument per feed: the client does not pack thousands of arguments, the server splits
-# them). Returns 1 when written, -1 when not cached (mode 'cached'), -2 when fenced out.
+# an empty or half-built one; then the deltas logged since its stamp are applied on top.
+# KEYS: feed, fence, log (one hash slot). ARGV: the stamp, the time to live, mode ('always'
+# or 'cached': only when the key exists), sentinel, the entries as one text "score post_id
+# score post_id ..." (one argument per feed: the client does not pack thousands of
+# arguments, the server splits them), the cap. Returns 1 when written, -1 when not cached
+# (mode 'cached'), -2 (fenced out) or -3 (superseded).
 _REPLACE_LUA = (
-    _FENCE_LUA
+    _UPSERT_FUNCTION
     + """
 local key = KEYS[1]
-if ARGV[4] == 'cached' and redis.call('EXISTS', key) == 0 then return -1 end
+if ARGV[3] == 'cached' and redis.call('EXISTS', key) == 0 then return -1 end
+local i, n = string.match(ARGV[1], '^(.+):(%d+)$')
+n = tonumber(n)
+local f = redis.call('HMGET', KEYS[2], 'i', 's', 'lws', 'ls', 'lost')
+if f[1] ~= i then return -2 end
+if tonumber(f[3]) >= n then
+  if tonumber(f[4]) > n then return -3 end
+  return -2
+end
+if tonumber(f[5]) >= n then return -2 end
+redis.call('HSET', KEYS[2], 'lws', f[2], 'ls', n)
+redis.call('EXPIRE', KEYS[2], ARGV[2])
 redis.call('DEL', key)
-redis.call('ZADD', key, '-inf', ARGV[5])
+redis.call('ZADD', key, '-inf', ARGV[4])
 local batch = {}
-local n = 0
-for score, member in string.gmatch(ARGV[6], '(%S+) (%S+)') do
-  batch[n + 1] = score
-  batch[n + 2] = member
-  n = n + 2
-  if n == 2000 then
-    redis.call('ZADD', key, unpack(batch, 1, n))
-    n = 0
+local m = 0
+for score, member in string.gmatch(ARGV[5], '(%S+) (%S+)') do
+  batch[m + 1] = score
+  batch[m + 2] = member
+  m = m + 2
+  if m == 2000 then
+    redis.call('ZADD', key, unpack(batch, 1, m))
+    m = 0
   end
 end
-if n > 0 then redis.call('ZADD', key, unpack(batch, 1, n)) end
+if m > 0 then redis.call('ZADD', key, unpack(batch, 1, m)) end
+local log = redis.call('LRANGE', KEYS[3], 0, -1)
+local last, order, keep = {}, {}, #log
+for j, entry in ipairs(log) do
+  local seq, post, value = string.match(entry, '^(%d+) (%S+) (%S+)$')
+  seq = tonumber(seq)
+  if seq > n and keep == #log then keep = j - 1 end
+  if seq >= n then
+    if last[post] == nil then order[#order + 1] = post end
+    last[post] = value
+  end
+end
+if keep >= #log then redis.call('DEL', KEYS[3]) else redis.call('LTRIM', KEYS[3], keep, -1) end
+local pairs = {}
+for _, post in ipairs(order) do
+  if last[post] == '-' then
+    redis.call('ZREM', key, post)
+  else
+    pairs[#pairs + 1] = last[post]
+    pairs[#pairs + 1] = post
+  end
+end
+if #pairs > 0 then upsert(key, tonumber(ARGV[6]), pairs) end
 return 1
 """
 )
 
-# Upsert (score, post id) pairs into a cached feed and trim it to the cap, keeping it an
-# exact prefix of the full feed, ordered by (score desc, post id desc). Returns -1 when
-# the feed is not cached, else the number of members added or updated. The body expects
-# `key`, `cap` and `pairs` ({score, post id, score, post id, ...}) set by its start.
-_UPSERT_BODY = """
-local head = redis.call('ZRANGE', key, 0, 0)
-if #head == 0 then return -1 end
-local truncated = head[1] == 't'
-
-local function above(s1, m1, s2, m2)
-  if s1 ~= s2 then return s1 > s2 end
-  return tonumber(m1) > tonumber(m2)
-end
-
-local floor_s, floor_m
--- The lowest cached entry in feed order: the lowest score, and among equal scores the
--- smallest post id (Redis itself orders equal scores by member text).
-local function load_floor()
-  local low = redis.call('ZRANGE', key, 1, 1, 'WITHSCORES')
-  if #low == 0 then floor_s, floor_m = nil, nil return end
-  floor_s, floor_m = tonumber(low[2]), low[1]
-  for _, member in ipairs(redis.call('ZRANGEBYSCORE', key, low[2], low[2])) do
-    if tonumber(member) < tonumber(floor_m) then floor_m = member end
-  end
-end
-if truncated then load_floor() end
-
-local added = 0
-if not truncated then
-  for i = 1, #pairs, 4000 do
-    added = added + redis.call('ZADD', key, unpack(pairs, i, math.min(i + 3999, #pairs)))
-  end
-end
-for i = 1, (truncated and #pairs or 0), 2 do
-  local raw, member = pairs[i], pairs[i + 1]
-  local score = tonumber(raw)
-  if redis.call('ZSCORE', key, member) then
-    redis.call('ZREM', key, member)
-    if member == floor_m then load_floor() end
-  end
-  if floor_s ~= nil and above(score, member, floor_s, floor_m) then
-    added = added + redis.call('ZADD', key, raw, member)
-  end
-end
-
-local excess = redis.call('ZCARD', key) - 1 - cap
-if excess > 0 then
-  local low = redis.call('ZRANGE', key, excess, excess + 1, 'WITHSCORES')
-  local boundary = low[2]
-  if low[4] ~= nil and tonumber(low[4]) == tonumber(boundary) then
-    local removed = redis.call('ZREMRANGEBYSCORE', key, '(-inf', '(' .. boundary)
-    local tied = redis.call('ZRANGEBYSCORE', key, boundary, boundary)
-    table.sort(tied, function(a, b) return tonumber(a) < tonumber(b) end)
-    for j = 1, excess - removed do redis.call('ZREM', key, tied[j]) end
-  else
-    redis.call('ZREMRANGEBYRANK', key, 1, excess)
-  end
-  if not truncated then
-    redis.call('ZREM', key, 'c')
-    redis.call('ZADD', key, '-inf', 't')
-  end
-end
-return added
-"""
-
 # Trim a cached feed to the cap (ARGV[1]), nothing else: no PostgreSQL read behind it, so
 # it needs no fence (it keeps the feed an exact prefix of whatever it was).
 _TRIM_LUA = (
-    """
-local key = KEYS[1]
-local cap = tonumber(ARGV[1])
-local pairs = {}
-"""
-    + _UPSERT_BODY
-)
-
-# Fenced (ARGV[1..3]) changes to some entries of a cached feed: ARGV[4] the cap, ARGV[5]
-# how many post ids to remove, those ids, then (score, post id) pairs to upsert. Returns -2
-# when fenced out, -1 when the feed is not cached, else the members added or updated.
-_APPLY_LUA = (
-    _FENCE_LUA
+    _UPSERT_FUNCTION
     + """
-local key = KEYS[1]
-local cap = tonumber(ARGV[4])
-local removals = tonumber(ARGV[5])
-if removals > 0 and redis.call('EXISTS', key) == 1 then
-  for i = 6, 5 + removals, 4000 do
-    redis.call('ZREM', key, unpack(ARGV, i, math.min(i + 3999, 5 + removals)))
-  end
-end
-local pairs = {}
-for i = 6 + removals, #ARGV do pairs[#pairs + 1] = ARGV[i] end
+return upsert(KEYS[1], tonumber(ARGV[1]), {})
 """
-    + _UPSERT_BODY
 )
 
 
@@ -255,18 +328,21 @@ class FeedCache:
 
     # -- the fence ---------------------------------------------------------------------
 
-    def stamp(self, keys: Sequence[str], *, create: bool = True) -> list[Stamp | None]:
-        """Take the fence token of each feed, pipelined (one round trip).
+    def stamp(
+        self, keys: Sequence[str], *, swap: bool = True, only_cached: bool = False
+    ) -> list[Stamp | None]:
+        """Stamp each feed (a sequence number from its fence), pipelined (one round trip),
+        for a whole-feed `swap` or else for changes of entries (a delta).
 
-        With `create`, a feed without a token gets one; without, only feeds that are cached
-        (or being written) do, and the others give None: no write of them is needed, since
-        any later swap reads PostgreSQL after this moment.
+        A swap's stamp makes a fence where there is none (with `only_cached`, it is None
+        for a feed that is not cached). A delta's is None for a feed that is neither cached
+        nor fenced: no write is needed, since a later swap reads PostgreSQL after this.
         """
         sha = self._sha(self._stamp_script)
-        mode = "always" if create else "cached"
+        mode = ("cached-swap" if only_cached else "swap") if swap else "delta"
         with self.client.pipeline(transaction=False) as pipe:
             for key in keys:
-                pipe.evalsha(sha, 2, key, fence_key(key), mode, _token(), FENCE_TTL_SECONDS)
+                pipe.evalsha(sha, 3, key, *fence_keys(key), mode, _token(), FENCE_TTL_SECONDS)
             return [None if token is None else bytes(token) for token in pipe.execute()]
 
     def apply(
@@ -275,16 +351,17 @@ class FeedCache:
         """Fenced changes to cached feeds, pipelined: per (key, stamp, upserts, removals),
         upsert (post id, score) pairs and remove post ids, keeping the feed an exact prefix.
 
-        Returns per feed the members added or updated (>= 0), NOT_CACHED or FENCED_OUT.
+        Returns per feed the members added or updated (>= 0), NOT_CACHED, FENCED_OUT or
+        SUPERSEDED.
         """
         sha = self._sha(self._apply_script)
         with self.client.pipeline(transaction=False) as pipe:
             for key, stamp, upserts, removals in changes:
-                args: list[Any] = [stamp, _token(), FENCE_TTL_SECONDS, self.cap, len(removals)]
+                args: list[Any] = [stamp, FENCE_TTL_SECONDS, self.cap, len(removals)]
                 args.extend(removals)
                 for post_id, score in upserts:
                     args.extend((repr(float(score)), post_id))
-                pipe.evalsha(sha, 2, key, fence_key(key), *args)
+                pipe.evalsha(sha, 3, key, *fence_keys(key), *args)
             return [int(result) for result in pipe.execute()]
 
     def swap(
@@ -293,15 +370,15 @@ class FeedCache:
         """Fenced swaps of whole feeds, each atomic, pipelined: per (key, stamp, entries as
         text "score post_id score post_id ...", truncated).
 
-        Returns per feed WRITTEN, NOT_CACHED (with `only_cached`) or FENCED_OUT.
+        Returns per feed WRITTEN, NOT_CACHED (with `only_cached`), FENCED_OUT or SUPERSEDED.
         """
         sha = self._sha(self._replace_script)
         mode = "cached" if only_cached else "always"
         with self.client.pipeline(transaction=False) as pipe:
             for key, stamp, text, truncated in feeds:
                 sentinel = TRUNCATED if truncated else COMPLETE
-                args: list[Any] = [stamp, _token(), FENCE_TTL_SECONDS, mode, sentinel, text]
-                pipe.evalsha(sha, 2, key, fence_key(key), *args)
+                args: list[Any] = [stamp, FENCE_TTL_SECONDS, mode, sentinel, text, self.cap]
+                pipe.evalsha(sha, 3, key, *fence_keys(key), *args)
             return [int(result) for result in pipe.execute()]
 
     def _sha(self, script: Any) -> str:
@@ -322,7 +399,7 @@ class FeedCache:
         Returns, feed by feed, whether it was cached.
         """
         keyed = list(keyed_entries)
-        stamps = self.stamp([key for key, _ in keyed], create=False)
+        stamps = self.stamp([key for key, _ in keyed], swap=False)
         todo = [(k, s, e, ()) for (k, e), s in zip(keyed, stamps, strict=True) if s is not None]
         results = iter(self.apply(todo))
         return [s is not None and next(results) != NOT_CACHED for s in stamps]
@@ -334,7 +411,7 @@ class FeedCache:
     def remove(self, keyed_posts: Iterable[tuple[str, Sequence[int]]]) -> None:
         """Remove posts from feeds (a prefix stays a prefix)."""
         keyed = [(key, post_ids) for key, post_ids in keyed_posts if post_ids]
-        stamps = self.stamp([key for key, _ in keyed], create=False)
+        stamps = self.stamp([key for key, _ in keyed], swap=False)
         self.apply((k, s, (), p) for (k, p), s in zip(keyed, stamps, strict=True) if s is not None)
 
     def replace(self, key: str, entries: Sequence[tuple[int, float]], truncated: bool) -> None:
@@ -361,10 +438,10 @@ class FeedCache:
         """Swap in whole feeds whose entries are text, "score post_id score post_id ...";
         see `replace_cached_many`."""
         listed = list(feeds)
-        stamps = self.stamp([key for key, _, _ in listed], create=not only_cached)
+        stamps = self.stamp([key for key, _, _ in listed], only_cached=only_cached)
         todo = [(k, s, x, t) for (k, x, t), s in zip(listed, stamps, strict=True) if s is not None]
         results = iter(self.swap(todo, only_cached=only_cached))
-        return [s is not None and next(results) == WRITTEN for s in stamps]
+        return [s is not None and next(results) in (WRITTEN, SUPERSEDED) for s in stamps]
 
     def exists(self, keys: Sequence[str]) -> list[bool]:
         with self.client.pipeline(transaction=False) as pipe:

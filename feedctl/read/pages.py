@@ -27,6 +27,7 @@ from feedctl.db.feed_tops import text_top
 from feedctl.db.owners import require_community, require_user
 from feedctl.db.sql_blocks import query
 from feedctl.errors import BadInputError
+from feedctl.faults import checkpoint
 from feedctl.read.cursor import (
     CURSOR_MAX_AGE,
     Pin,
@@ -252,6 +253,7 @@ class FeedReader:
             (stamp,) = self.cache.stamp([key])
             assert stamp is not None
             top = text_top(self.conn, feed, self.cache.cap, self.retention)
+            checkpoint("cache.tops_read")
             self.cache.swap([(key, stamp, top.text, top.truncated)])
         except REDIS_ERRORS:
             return

@@ -18,6 +18,7 @@ from feedctl.context import Context
 from feedctl.db.feed_tops import TextTop, member_pages, text_top_batches
 from feedctl.db.owners import require_community
 from feedctl.db.sql_blocks import query
+from feedctl.faults import checkpoint
 from feedctl.pipelines.alongside import Alongside, alongside
 from feedctl.pipelines.cache import repair_marks
 from feedctl.pipelines.cache.writes import FEEDS_PER_CHUNK, CacheReport, chunked, write_tops
@@ -87,6 +88,7 @@ def _overlapped_writes(
     fenced: list[FeedRef] = []
 
     def write(batch: list[tuple[TextTop, Stamp | None]]) -> None:
+        checkpoint("cache.tops_read")
         try:
             results = ctx.cache.swap(
                 (t.feed.key(ctx.prefix), stamp or b"", t.text, t.truncated) for t, stamp in batch

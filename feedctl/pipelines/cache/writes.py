@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import random
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
 
-from feedctl.cache.feeds import FENCED_OUT, NOT_CACHED
+from feedctl.cache.feeds import FENCED_OUT, NOT_CACHED, SUPERSEDED
 from feedctl.cache.keys import KINDS, FeedKind, FeedRef
 from feedctl.context import Context
 from feedctl.db.feed_tops import current_entries, text_tops
+from feedctl.faults import checkpoint
 from feedctl.pipelines.cache import repair_marks
 
 FEEDS_PER_CHUNK = 200
-FENCE_ATTEMPTS = 5  # a fenced-out write is redone with a new stamp this many times at most
+FENCE_ATTEMPTS = 8  # a fenced-out write is redone with a new stamp this many times at most
+FENCE_BACKOFF_SECONDS = 0.005  # times the attempt: the longest random wait before a retry
 
 
 @dataclasses.dataclass
@@ -41,6 +45,7 @@ class Fenced:
 
     written: dict[FeedRef, int] = dataclasses.field(default_factory=dict)  # -> entries
     uncached: list[FeedRef] = dataclasses.field(default_factory=list)  # not cached: left out
+    superseded: list[FeedRef] = dataclasses.field(default_factory=list)  # a later swap did it
     fenced_out: list[FeedRef] = dataclasses.field(default_factory=list)  # refused every time
 
 
@@ -55,10 +60,11 @@ def write_entries(ctx: Context, changes: Sequence[tuple[FeedRef, Sequence[int]]]
     """
     outcome = Fenced()
     todo = list(changes)
-    for _ in range(FENCE_ATTEMPTS):
+    for attempt in range(FENCE_ATTEMPTS):
         if not todo:
             break
-        stamps = ctx.cache.stamp([feed.key(ctx.prefix) for feed, _ in todo], create=False)
+        _back_off(attempt)
+        stamps = ctx.cache.stamp([feed.key(ctx.prefix) for feed, _ in todo], swap=False)
         live = [(f, p, s) for (f, p), s in zip(todo, stamps, strict=True) if s is not None]
         outcome.uncached.extend(f for (f, _), s in zip(todo, stamps, strict=True) if s is None)
         now: dict[tuple[FeedKind, int, int], float] = {}
@@ -73,11 +79,14 @@ def write_entries(ctx: Context, changes: Sequence[tuple[FeedRef, Sequence[int]]]
             ]
             removals = [p for p in posts if (feed.kind, feed.id, p) not in now]
             writes.append((feed.key(ctx.prefix), stamp, upserts, removals))
+        checkpoint("cache.entries_read")
         results = ctx.cache.apply(writes)
         todo = []
         for (feed, posts, _), result in zip(live, results, strict=True):
             if result == FENCED_OUT:
                 todo.append((feed, posts))
+            elif result == SUPERSEDED:
+                outcome.superseded.append(feed)
             elif result == NOT_CACHED:
                 outcome.uncached.append(feed)
             else:
@@ -94,16 +103,18 @@ def swap_feeds(ctx: Context, feeds: Sequence[FeedRef], *, only_cached: bool = Fa
     """
     outcome = Fenced()
     todo = list(feeds)
-    for _ in range(FENCE_ATTEMPTS):
+    for attempt in range(FENCE_ATTEMPTS):
         if not todo:
             break
-        stamps = ctx.cache.stamp([f.key(ctx.prefix) for f in todo], create=not only_cached)
+        _back_off(attempt)
+        stamps = ctx.cache.stamp([f.key(ctx.prefix) for f in todo], only_cached=only_cached)
         outcome.uncached.extend(f for f, s in zip(todo, stamps, strict=True) if s is None)
         live = [(f, s) for f, s in zip(todo, stamps, strict=True) if s is not None]
         todo = []
         for kind in KINDS:
             stamped = [(f, s) for f, s in live if f.kind == kind]
             tops = text_tops(ctx.conn, kind, [f.id for f, _ in stamped], ctx.cap, ctx.retention)
+            checkpoint("cache.tops_read")
             results = ctx.cache.swap(
                 (
                     (f.key(ctx.prefix), s, t.text, t.truncated)
@@ -114,12 +125,20 @@ def swap_feeds(ctx: Context, feeds: Sequence[FeedRef], *, only_cached: bool = Fa
             for (feed, _), top, result in zip(stamped, tops, results, strict=True):
                 if result == FENCED_OUT:
                     todo.append(feed)
+                elif result == SUPERSEDED:
+                    outcome.superseded.append(feed)
                 elif result == NOT_CACHED:
                     outcome.uncached.append(feed)
                 else:
                     outcome.written[feed] = top.entries
     outcome.fenced_out.extend(todo)
     return outcome
+
+
+def _back_off(attempt: int) -> None:
+    """Before a retry, a short random wait: writers fenced out by each other spread out."""
+    if attempt:
+        time.sleep(random.uniform(0, FENCE_BACKOFF_SECONDS * attempt))
 
 
 def write_tops(ctx: Context, feeds: Sequence[FeedRef], report: CacheReport, reason: str) -> None:
@@ -148,10 +167,10 @@ def _swap_counted(
     if write.failed:
         return {}
     mark_fenced_out(ctx, outcome.fenced_out, report, reason)
-    report.feeds_written += len(outcome.written)
+    report.feeds_written += len(outcome.written) + len(outcome.superseded)
     report.entries_written += sum(outcome.written.values())
     report.feeds_skipped += len(outcome.uncached)
-    return outcome.written
+    return {**outcome.written, **dict.fromkeys(outcome.superseded, 0)}
 
 
 def mark_fenced_out(
