@@ -65,7 +65,12 @@ def warm(
                 continue
             batch_size = feeds_per_chunk(ctx.cap)
             # Fenced (docs/decisions/0028): the stamps are taken before PostgreSQL is read.
-            stamps = ctx.cache.stamp([FeedRef(kind, i).key(ctx.prefix) for i in todo])
+            feeds = [FeedRef(kind, i) for i in todo]
+            with repair_marks.marked_on_failure(ctx.conn, feeds, "warm failed", report) as asked:
+                stamps = ctx.cache.stamp([feed.key(ctx.prefix) for feed in feeds])
+            if asked.failed:  # Redis is down: the chunk's feeds are marked for repair
+                progress.advance(len(todo))
+                continue
             stamp_of = dict(zip(todo, stamps, strict=True))
             for batch in text_top_batches(ctx.conn, kind, todo, ctx.cap, batch_size, ctx.retention):
                 writes.put([(top, stamp_of[top.feed.id]) for top in batch])
