@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,7 @@ from feedctl.rank.heuristic import Heuristic, load_heuristic
 
 if TYPE_CHECKING:
     from feedctl.pipelines.ranking.backfill.preview import PreviewOptions
+    from feedctl.pipelines.ranking.evaluate import EvaluationOptions, EvaluationReport
 
 app = typer.Typer(
     help="Recompute rank keys of posts and feeds: nightly, or all of them (backfill)."
@@ -181,3 +183,135 @@ def explain(
         stdout.print(table)
 
     state.emit(result, human)
+
+
+def _moment(text: str | None, option: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadInputError(
+            f"{option} {text!r} is not a date or time: use e.g. 2026-11-01 or 2026-11-01T12:00Z"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _cutoffs(text: str) -> tuple[int, ...]:
+    try:
+        ks = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
+    except ValueError:
+        raise BadInputError(f"--k {text!r} must list whole numbers, e.g. 10,20,50") from None
+    if not ks or ks[0] < 1:
+        raise BadInputError(f"--k {text!r} must list positive cut-offs, e.g. 10,20,50")
+    return ks
+
+
+def evaluation_options(
+    since: str | None,
+    until: str | None,
+    moments: int,
+    sample_users: int,
+    k: str,
+    window: str,
+    seed: int,
+    resamples: int,
+) -> EvaluationOptions:
+    from feedctl.durations import parse_duration
+    from feedctl.pipelines.ranking.evaluate import EvaluationOptions
+
+    options = EvaluationOptions(
+        since=_moment(since, "--since"),
+        until=_moment(until, "--until"),
+        moments=moments,
+        sample_users=sample_users,
+        ks=_cutoffs(k),
+        window=parse_duration(window),
+        seed=seed,
+        resamples=resamples,
+    )
+    options.validate()
+    return options
+
+
+SINCE_HELP = (
+    "First moment no earlier than this (ISO date or time, UTC if no zone; "
+    "default: until - 14 days)."
+)
+UNTIL_HELP = "Last moment no later than this (default: the last engagement minus --window)."
+
+
+@app.command("evaluate")
+@handle_errors
+def evaluate(
+    ctx: typer.Context,
+    heuristics: list[Path] = typer.Option(
+        ...,
+        "--heuristic",
+        help="A heuristic TOML file; repeat to compare (the first is the baseline).",
+    ),
+    since: str | None = typer.Option(None, "--since", help=SINCE_HELP),
+    until: str | None = typer.Option(None, "--until", help=UNTIL_HELP),
+    moments: int = typer.Option(8, "--moments", help="Past moments, evenly spaced."),
+    sample_users: int = typer.Option(
+        200, "--sample-users", help="Users sampled at each moment (among those who engaged)."
+    ),
+    k: str = typer.Option("10,20,50", "--k", help="Cut-offs of the top-k metrics."),
+    window: str = typer.Option(
+        "24h", "--window", help="Engagement counted after each moment (e.g. 12h, 2d)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the user sample and the bootstrap."),
+    resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples."),
+) -> None:
+    """Replay past moments: rank sampled users' feeds as each heuristic would have, then
+    score the rankings against the engagement that followed.
+
+    Features are counted from post_engagements before each moment (never today's
+    counters). Prints NDCG@k, recall@k, MRR and the share of distinct communities and
+    authors in the top k, each with a 95% bootstrap interval and its paired difference
+    from the first heuristic. Reads only; writes nothing to the database.
+    """
+    from feedctl.pipelines.ranking.evaluate import run_evaluation
+
+    state = state_of(ctx)
+    chosen = [load_heuristic(path) for path in heuristics]
+    options = evaluation_options(since, until, moments, sample_users, k, window, seed, resamples)
+    stop = threading.Event()
+    with state.context() as context, stop_on_signals(stop), state.progress() as progress:
+        evaluation = run_evaluation(
+            context.conn, chosen, options, context.retention, progress=progress, stop=stop
+        )
+    report = evaluation.report
+    state.emit(dataclasses.asdict(report), lambda: render_evaluation(report))
+    if report.stopped:
+        state.notice("stopped early: only the moments read so far were evaluated")
+        raise typer.Exit(EXIT_LOCKED)
+
+
+def render_evaluation(report: EvaluationReport) -> None:
+    """One row per metric, one column per heuristic: the mean with its 95% interval and,
+    after the first, the paired difference from the first (* when it excludes zero)."""
+    from rich.table import Table
+
+    labels = [h["label"] for h in report.heuristics]
+    title = (
+        f"{report.queries} (moment, user) queries over {len(report.moments)} moments, "
+        f"{report.window_hours:g} h windows"
+    )
+    table = Table("metric", *labels, title=title)
+    metrics = list(dict.fromkeys(row.metric for row in report.metrics))
+    for metric in metrics:
+        cells = []
+        for index, label in enumerate(labels):
+            row = report.result(label, metric)
+            cell = f"{row.mean:.3f} [{row.low:.3f}, {row.high:.3f}]"
+            if index:
+                mark = "*" if row.difference_low > 0 or row.difference_high < 0 else ""
+                cell += (
+                    f"\nΔ {row.difference:+.3f} "
+                    f"[{row.difference_low:+.3f}, {row.difference_high:+.3f}]{mark}"
+                )
+            cells.append(cell)
+        table.add_row(metric, *cells)
+    stdout.print(table)
+    stdout.print("Δ: paired difference from the first heuristic; * its 95% interval excludes 0")

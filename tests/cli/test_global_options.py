@@ -23,6 +23,7 @@ RECIPES: dict[tuple[str, ...], list[str]] = {
     ("rank",): [],
     ("rank", "backfill"): ["--dry-run", "--heuristic", "{heuristic}"],
     ("rank", "explain"): ["{post_id}"],
+    ("rank", "evaluate"): ["--heuristic", "{heuristic}", "--moments", "3", "--resamples", "50"],
     ("cache", "warm"): [],
     ("cache", "repair"): [],
     ("cache", "verify"): ["--sample", "5", "--seed", "1"],
