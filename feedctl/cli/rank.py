@@ -18,6 +18,7 @@ from feedctl.rank.heuristic import Heuristic, load_heuristic
 if TYPE_CHECKING:
     from feedctl.pipelines.ranking.backfill.preview import PreviewOptions
     from feedctl.pipelines.ranking.evaluate import EvaluationOptions, EvaluationReport
+    from feedctl.pipelines.ranking.tune import TuneReport
 
 app = typer.Typer(
     help="Recompute rank keys of posts and feeds: nightly, or all of them (backfill)."
@@ -315,3 +316,108 @@ def render_evaluation(report: EvaluationReport) -> None:
         table.add_row(metric, *cells)
     stdout.print(table)
     stdout.print("Δ: paired difference from the first heuristic; * its 95% interval excludes 0")
+
+
+@app.command("tune")
+@handle_errors
+def tune(
+    ctx: typer.Context,
+    space: Path = typer.Option(
+        ..., "--space", help="Search space TOML: per coefficient min/max (log) or values."
+    ),
+    budget: int = typer.Option(30, "--budget", help="Coefficient sets to try."),
+    baseline: Path | None = typer.Option(
+        None, "--baseline", help="The heuristic to beat (default: config `heuristic`, built-in)."
+    ),
+    metric: str = typer.Option(
+        "ndcg@10", "--metric", help="What to maximise: mrr, ndcg@K, recall@K."
+    ),
+    holdout: float = typer.Option(
+        0.3, "--holdout", help="Share of the span, at its end, held out to confirm the best."
+    ),
+    output: Path | None = typer.Option(
+        None, "--output", help="Where to write the winner (default: ./VERSION.toml)."
+    ),
+    version: str | None = typer.Option(
+        None, "--version-name", help="The winner's version (default: tuned- and a hash)."
+    ),
+    since: str | None = typer.Option(None, "--since", help=SINCE_HELP),
+    until: str | None = typer.Option(None, "--until", help=UNTIL_HELP),
+    moments: int = typer.Option(8, "--moments", help="Past moments in each part."),
+    sample_users: int = typer.Option(
+        200, "--sample-users", help="Users sampled at each moment (among those who engaged)."
+    ),
+    window: str = typer.Option(
+        "24h", "--window", help="Engagement counted after each moment (e.g. 12h, 2d)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the draws, the sample and the bootstrap."),
+    resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples."),
+) -> None:
+    """Search heuristic coefficients on a training window, confirm the best on a later
+    held-out window, and write it as a new heuristic file with a new version.
+
+    The file is written only when the best beats the baseline on the held-out window too;
+    then the backfill that would apply it is printed (run its --dry-run first). Reads
+    only; writes nothing to the database.
+    """
+    from feedctl.pipelines.ranking.tune import TuneOptions, run_tune
+    from feedctl.rank.evaluation.search import load_space
+
+    state = state_of(ctx)
+    chosen = load_heuristic(baseline or state.settings.heuristic)
+    dimensions = load_space(space)
+    evaluation = evaluation_options(
+        since, until, moments, sample_users, "10", window, seed, resamples
+    )
+    options = TuneOptions(evaluation, budget, metric, holdout, version)
+    options.validate()
+    stop = threading.Event()
+    with state.context() as context, stop_on_signals(stop), state.progress() as progress:
+        report = run_tune(
+            context.conn,
+            chosen,
+            dimensions,
+            options,
+            context.retention,
+            output,
+            progress=progress,
+            stop=stop,
+        )
+    state.emit(dataclasses.asdict(report), lambda: render_tune(report))
+    if report.stopped:
+        state.notice("stopped before every trial ran: nothing was confirmed or written")
+        raise typer.Exit(EXIT_LOCKED)
+    if not report.confirmed:
+        state.notice(
+            f"no trial beat {report.baseline['version']} on the held-out window: "
+            "no heuristic file written"
+        )
+
+
+def render_tune(report: TuneReport) -> None:
+    from rich.table import Table
+
+    table = Table(
+        "",
+        report.baseline["version"],
+        f"best: {report.best['version']}",
+        title=f"rank tune: {report.trials} trials on {report.metric}",
+    )
+    for name in ("half_life_hours", "reactions_weight", "comments_weight", "reputation_weight"):
+        table.add_row(name, f"{report.baseline[name]:g}", f"{report.best[name]:g}")
+    table.add_row(
+        f"training ({report.training_queries} queries)",
+        f"{report.training_baseline:.4f}",
+        f"{report.training_best:.4f}",
+    )
+    table.add_row(
+        f"held out ({report.holdout_queries} queries)",
+        f"{report.holdout_baseline:.4f}",
+        f"{report.holdout_best:.4f}  Δ {report.holdout_difference:+.4f} "
+        f"[{report.holdout_difference_low:+.4f}, {report.holdout_difference_high:+.4f}]",
+    )
+    stdout.print(table)
+    if report.heuristic_file:
+        stdout.print(f"wrote {report.heuristic_file}; to apply it, preview then backfill:")
+        for command in report.backfill_commands:
+            stdout.print(f"  {command}", highlight=False)

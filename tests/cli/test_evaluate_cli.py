@@ -78,3 +78,36 @@ def test_missing_heuristic_file_and_empty_engagement_are_one_line(
     assert_clean_error(missing, 2, "does not exist")
     empty = invoke([*base_args, "rank", "evaluate", "--heuristic", files["truth"]])
     assert_clean_error(empty, 2, "post_engagements is empty")
+
+
+def test_tune_writes_the_winner_and_prints_the_backfill(
+    seeded: list[str], files: dict[str, str], tmp_path: Path
+) -> None:
+    space = tmp_path / "space.toml"
+    space.write_text("[half_life_hours]\nvalues = [12.0, 5000.0]\n")
+    output = tmp_path / "winner.toml"
+    args = ["--space", str(space), "--budget", "4", "--baseline", files["stale"]]
+    args += ["--output", str(output), "--version-name", "stale-2", "--moments", "3"]
+    result = invoke([*seeded, "rank", "tune", *args])
+    assert result.exit_code == 0, result.output
+    assert f"feedctl rank backfill --heuristic {output} --dry-run" in result.stdout
+    assert 'version = "stale-2"' in output.read_text()
+    assert "half_life_hours = 12.0" in output.read_text()
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        (["--space", "/nowhere.toml"], "space file /nowhere.toml does not exist"),
+        (["--space", "SPACE", "--budget", "0"], "--budget must be at least 1"),
+        (["--space", "SPACE", "--metric", "ndcg"], "--metric 'ndcg' is not one of"),
+        (["--space", "SPACE", "--holdout", "1.5"], "--holdout must be between 0 and 1"),
+    ],
+)
+def test_bad_tune_input_is_one_line_and_exit_2(
+    base_args: list[str], tmp_path: Path, extra: list[str], fragment: str
+) -> None:
+    space = tmp_path / "space.toml"
+    space.write_text("[reputation_weight]\nvalues = [0.5]\n")
+    args = [str(space) if word == "SPACE" else word for word in extra]
+    assert_clean_error(invoke([*base_args, "rank", "tune", *args]), 2, fragment)

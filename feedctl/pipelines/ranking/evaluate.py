@@ -107,8 +107,8 @@ def labels_of(heuristics: Sequence[Heuristic]) -> list[str]:
     return labels
 
 
-def plan_moments(conn: psycopg.Connection[Any], options: EvaluationOptions) -> list[datetime]:
-    """`moments` evenly spaced moments in [since, until] (the middles of equal slices)."""
+def span_of(conn: psycopg.Connection[Any], options: EvaluationOptions) -> tuple[datetime, datetime]:
+    """[since, until] of the moments: the options', or defaults from the engagement data."""
     first, last = conn.execute(query("evaluation_span")).fetchone() or (None, None)
     if first is None or last is None:
         raise BadInputError("post_engagements is empty: there is nothing to evaluate against")
@@ -119,6 +119,12 @@ def plan_moments(conn: psycopg.Connection[Any], options: EvaluationOptions) -> l
             f"no room for moments between {since.isoformat()} and {until.isoformat()}: "
             "engagement data must span more than the window"
         )
+    return since, until
+
+
+def plan_moments(conn: psycopg.Connection[Any], options: EvaluationOptions) -> list[datetime]:
+    """`moments` evenly spaced moments in [since, until] (the middles of equal slices)."""
+    since, until = span_of(conn, options)
     step = (until - since) / options.moments
     return [since + step * (index + 0.5) for index in range(options.moments)]
 
