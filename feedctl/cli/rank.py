@@ -263,6 +263,11 @@ def evaluate(
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the user sample and the bootstrap."),
     resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples."),
+    html: Path | None = typer.Option(
+        None,
+        "--html",
+        help="Also write a self-contained HTML report (figures inline) to this path.",
+    ),
 ) -> None:
     """Replay past moments: rank sampled users' feeds as each heuristic would have, then
     score the rankings against the engagement that followed.
@@ -282,8 +287,17 @@ def evaluate(
         evaluation = run_evaluation(
             context.conn, chosen, options, context.retention, progress=progress, stop=stop
         )
+    if html is not None:
+        from feedctl.pipelines.ranking.report import write_report
+
+        try:
+            write_report(evaluation, html)
+        except OSError as exc:
+            raise BadInputError(f"--html {html} cannot be written: {exc.strerror}") from None
     report = evaluation.report
     state.emit(dataclasses.asdict(report), lambda: render_evaluation(report))
+    if html is not None:
+        state.notice(f"report written to {html}")
     if report.stopped:
         state.notice("stopped early: only the moments read so far were evaluated")
         raise typer.Exit(EXIT_LOCKED)
