@@ -277,16 +277,20 @@ def evaluate(
     authors in the top k, each with a 95% bootstrap interval and its paired difference
     from the first heuristic. Reads only; writes nothing to the database.
     """
+    from feedctl.context import open_database
     from feedctl.pipelines.ranking.evaluate import run_evaluation
 
     state = state_of(ctx)
     chosen = [load_heuristic(path) for path in heuristics]
     options = evaluation_options(since, until, moments, sample_users, k, window, seed, resamples)
+    retention = state.settings.retention
     stop = threading.Event()
-    with state.context() as context, stop_on_signals(stop), state.progress() as progress:
-        evaluation = run_evaluation(
-            context.conn, chosen, options, context.retention, progress=progress, stop=stop
-        )
+    with (
+        open_database(state.settings, state.notice, autocommit=True) as conn,
+        stop_on_signals(stop),
+        state.progress() as progress,
+    ):
+        evaluation = run_evaluation(conn, chosen, options, retention, progress=progress, stop=stop)
     if html is not None:
         from feedctl.pipelines.ranking.report import write_report
 
@@ -374,6 +378,7 @@ def tune(
     then the backfill that would apply it is printed (run its --dry-run first). Reads
     only; writes nothing to the database.
     """
+    from feedctl.context import open_database
     from feedctl.pipelines.ranking.tune import TuneOptions, run_tune
     from feedctl.rank.evaluation.search import load_space
 
@@ -386,13 +391,17 @@ def tune(
     options = TuneOptions(evaluation, budget, metric, holdout, version)
     options.validate()
     stop = threading.Event()
-    with state.context() as context, stop_on_signals(stop), state.progress() as progress:
+    with (
+        open_database(state.settings, state.notice, autocommit=True) as conn,
+        stop_on_signals(stop),
+        state.progress() as progress,
+    ):
         report = run_tune(
-            context.conn,
+            conn,
             chosen,
             dimensions,
             options,
-            context.retention,
+            state.settings.retention,
             output,
             progress=progress,
             stop=stop,

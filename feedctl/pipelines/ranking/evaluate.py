@@ -18,7 +18,7 @@ import polars as pl
 import psycopg
 
 from feedctl.db.sql_blocks import query
-from feedctl.errors import BadInputError
+from feedctl.errors import BadInputError, LockedError
 from feedctl.progress import SILENT, Progress
 from feedctl.rank.evaluation.compare import Comparison, compare
 from feedctl.rank.evaluation.metrics import CANDIDATE_SCHEMA
@@ -285,6 +285,8 @@ def run_evaluation(
     options.validate()
     moments = plan_moments(conn, options)
     candidates, sampled, read = load_candidates(conn, moments, options, retention, progress, stop)
+    if not read:
+        raise LockedError("stopped before any moment was read: run it again")
     return evaluate_frame(
         candidates,
         heuristics,

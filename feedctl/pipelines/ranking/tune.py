@@ -19,7 +19,7 @@ from typing import Any
 import polars as pl
 import psycopg
 
-from feedctl.errors import BadInputError
+from feedctl.errors import BadInputError, LockedError
 from feedctl.pipelines.ranking.evaluate import (
     EvaluationOptions,
     MetricResult,
@@ -124,6 +124,8 @@ def run_tune(
     training, holdout = _split(conn, options)
     training_moments = plan_moments(conn, training)
     train, _, _ = load_candidates(conn, training_moments, training, retention, SILENT, stop)
+    if stop is not None and stop.is_set():
+        raise LockedError("stopped while reading the training moments: run it again")
     if train.filter(pl.col("gain") > 0).is_empty():
         raise BadInputError("no sampled user engaged in the training part: widen the span")
     candidates = trials(space, baseline, options.budget, options.evaluation.seed)
