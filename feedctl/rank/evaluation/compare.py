@@ -50,4 +50,6 @@ def compare(
 def mean_metric(candidates: pl.DataFrame, heuristic: Heuristic, metric: str, k: int) -> float:
     """One heuristic's mean of one metric over the queries (what a search maximises)."""
     frame = query_metrics(rank_candidates(candidates, heuristic), [k])
-    return float(frame[metric].mean()) if frame.height else 0.0  # type: ignore[arg-type]
+    if not frame.height:
+        return 0.0
+    return float(frame.select(pl.col(metric).mean()).item())
