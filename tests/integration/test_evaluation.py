@@ -49,6 +49,8 @@ def test_the_true_coefficients_beat_a_clearly_wrong_heuristic(seeded: Connection
         seeded, [TRUE_PREFERENCE, WRONG, load_heuristic()], OPTIONS, RETENTION
     ).report
     assert report.queries > 200
+    # Memory follows the sample: at most sample_users users per moment are read.
+    assert report.users_sampled <= OPTIONS.moments * OPTIONS.sample_users
     for metric in ("ndcg@10", "recall@20", "mrr"):
         wrong = report.result("wrong", metric)
         assert wrong.difference_high < 0, (metric, wrong)  # the interval excludes zero
