@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from feedctl.context import Context
+from feedctl.pipelines.ranking.backfill.preview import PreviewOptions, preview_backfill
 from feedctl.pipelines.ranking.backfill.run import BackfillOptions, run_backfill
 from feedctl.pipelines.ranking.backfill.shards import Shard
 from feedctl.pipelines.ranking.backfill.swap import feed_partitions
@@ -82,3 +83,16 @@ def test_in_place_stays_available(world: Context, v2: Heuristic) -> None:
     assert report.method == "in_place" and report.partitions_swapped == 0
     assert_world(world, V2)
     assert default_coefficients()["version"] != V2["version"]
+
+
+def test_dry_run_says_which_method_auto_would_choose(world: Context, v2: Heuristic) -> None:
+    options = PreviewOptions(sample_feeds=0)
+    assert preview_backfill(world, v2, options).method == "swap"
+    run_backfill(world, v2, BackfillOptions())
+    # the same formula under a new name, and three posts got reactions since: few changes
+    world.conn.execute(
+        "UPDATE posts SET reactions_count = reactions_count + 5 "
+        "WHERE id IN (SELECT post_id FROM post_score ORDER BY post_id LIMIT 3)"
+    )
+    found = preview_backfill(world, dataclasses.replace(v2, version="v2c"), options)
+    assert (found.method, found.posts_changed) == ("in_place", 3), found
