@@ -5,18 +5,25 @@ concurrent fan-out loses nothing, and the method follows how many scores change.
 from __future__ import annotations
 
 import dataclasses
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 
-from feedctl.context import Context
+from feedctl.config import Settings
+from feedctl.context import Context, open_context
 from feedctl.pipelines.ranking.backfill.preview import PreviewOptions, preview_backfill
 from feedctl.pipelines.ranking.backfill.run import BackfillOptions, run_backfill
 from feedctl.pipelines.ranking.backfill.shards import Shard
 from feedctl.pipelines.ranking.backfill.swap import feed_partitions
 from feedctl.rank.heuristic import Heuristic, load_heuristic
 
+from drain import fan_out_everything
 from expected import default_coefficients
+from progress_recorder import RecordingProgress
 from rank_world import V2, assert_world, build_world, write_heuristic
 
 
@@ -96,3 +103,104 @@ def test_dry_run_says_which_method_auto_would_choose(world: Context, v2: Heurist
     )
     found = preview_backfill(world, dataclasses.replace(v2, version="v2c"), options)
     assert (found.method, found.posts_changed) == ("in_place", 3), found
+
+
+def _new_post(conn: psycopg.Connection[Any], community_id: int, reactions: int) -> int:
+    with conn.transaction():
+        conn.execute("LOCK TABLE posts IN SHARE ROW EXCLUSIVE MODE")  # one id at a time
+        row = conn.execute("SELECT max(id) + 1 FROM posts").fetchone()
+        assert row is not None
+        conn.execute(
+            "INSERT INTO posts (id, community_id, author_id, created_at, reactions_count) "
+            "VALUES (%s, %s, 1, date_trunc('second', now()), %s)",
+            (row[0], community_id, reactions),
+        )
+        conn.execute(
+            "INSERT INTO feed_events (kind, post_id, community_id) VALUES ('post_created', %s, %s)",
+            (row[0], community_id),
+        )
+        return int(row[0])
+
+
+class _HookedProgress(RecordingProgress):
+    """Runs `on_status` on each status line (the swap reports one between rewrite and swap)."""
+
+    def __init__(self, on_status: Callable[[str], None]) -> None:
+        super().__init__()
+        self.on_status = on_status
+
+    def status(self, text: str) -> None:
+        super().status(text)
+        self.on_status(text)
+
+
+def test_readers_keep_reading_and_concurrent_fan_out_loses_nothing(
+    world: Context, settings: Settings, v2: Heuristic
+) -> None:
+    """A fan-out process of its own writes new posts into feeds all through a swap backfill
+    (and, on cue, while a partition is rewritten but not yet swapped in); a reader counts a
+    feed all along. Every entry ends in PostgreSQL and the caches under the new scores."""
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    communities = [r[0] for r in world.conn.execute("SELECT id FROM communities ORDER BY id")]
+    reader_user = world.conn.execute(
+        "SELECT user_id FROM feed_entry GROUP BY user_id ORDER BY count(*) DESC LIMIT 1"
+    ).fetchone()
+    assert reader_user is not None
+    with open_context(settings, heuristic=v2) as writer:
+        fan_out_everything(writer)  # the seeded backlog, before anything starts
+        posted: list[int] = []
+        cued = threading.Semaphore(0)
+        served = threading.Semaphore(0)
+
+        def write() -> None:
+            try:
+                while not stop.is_set():
+                    cue = cued.acquire(blocking=False)
+                    community = communities[len(posted) % len(communities)]
+                    posted.append(_new_post(writer.conn, community, len(posted) % 50))
+                    fan_out_everything(writer)
+                    if cue:
+                        served.release()
+            except BaseException as exc:  # reported by the test
+                errors.append(exc)
+
+        floor = world.conn.execute(
+            "SELECT count(*) FROM feed_entry WHERE user_id = %s", reader_user
+        ).fetchone()
+        reads: list[int] = []
+
+        def read() -> None:
+            try:
+                with psycopg.connect(world.database_url, autocommit=True) as conn:
+                    while not stop.is_set():
+                        row = conn.execute(
+                            "SELECT count(*) FROM feed_entry WHERE user_id = %s", reader_user
+                        ).fetchone()
+                        reads.append(int(row[0]) if row else -1)
+            except BaseException as exc:
+                errors.append(exc)
+
+        def in_the_window(text: str) -> None:  # a partition is rewritten, not swapped in
+            if "rewritten" in text and len(posted) < 1_000:
+                cued.release()
+                assert served.acquire(timeout=60), "the fan-out did not write in time"
+
+        threads = [threading.Thread(target=write), threading.Thread(target=read)]
+        for thread in threads:
+            thread.start()
+        try:
+            report = run_backfill(
+                world, v2, BackfillOptions(method="swap"), progress=_HookedProgress(in_the_window)
+            )
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(60)
+        assert not errors, errors
+        fan_out_everything(writer)
+        assert report.backfill_done and report.partitions_swapped == 16
+        assert len(posted) >= 16  # at least one post fanned out inside each partition's window
+        assert report.entries_replayed > 0  # written after a rewrite, replayed into it
+        assert floor is not None and reads and min(reads) >= floor[0]
+        assert_world(world, V2)

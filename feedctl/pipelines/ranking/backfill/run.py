@@ -111,6 +111,7 @@ class BackfillReport:
     method: str = ""  # how entries are written: swap or in_place (once the posts are done)
     entries_updated: int = 0  # in place: entries changed; swap: entries rewritten
     partitions_swapped: int = 0
+    entries_replayed: int = 0  # swap: keys written meanwhile, replayed into the new tables
     users_covered: int = 0  # users of this shard whose entries this run synced
     chunks: int = 0
     feeds_rewritten: int = 0  # cached feeds rewritten from PostgreSQL
@@ -546,7 +547,7 @@ def _swap_partition(run: _Run, partition: Partition) -> bool:
     if done:
         return True
     if not swapped:
-        rows = swap_rewrite(conn, partition)
+        rows, replayed = swap_rewrite(conn, partition)
         run.progress.status(f"{partition.name}: {rows:,} entries rewritten")
 
         def record() -> None:
@@ -556,11 +557,13 @@ def _swap_partition(run: _Run, partition: Partition) -> bool:
                     f"backfill #{run.backfill_id} was replaced by a newer one"
                 )
 
-        if not swap_in(conn, partition, record, run.stop):
+        replayed_later = swap_in(conn, partition, record, run.stop)
+        if replayed_later is None:
             return False
         checkpoint("backfill.swap_committed")
         run.report.entries_updated += rows
         run.report.partitions_swapped += 1
+        run.report.entries_replayed += replayed + replayed_later
         run.report.chunks += 1
         run.report.seconds_waiting += run.throttle.pace(rows)
     if not _rewrite_partition_users(run, partition, cache_after):

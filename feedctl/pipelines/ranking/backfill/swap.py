@@ -67,37 +67,42 @@ def swap_in(
     partition: Partition,
     record: Callable[[], None],
     stop: threading.Event,
-) -> bool:
+) -> int | None:
     """Swap the rewritten table in for `partition`, with `record` (the checkpoint) in the same
     transaction. Waits at most LOCK_TIMEOUT for feed_entry's lock each time, so readers
-    queue behind it no longer than that; tries again after a pause. False if `stop` was set
-    while waiting (the rewrite is then redone by the next run)."""
+    queue behind it no longer than that; tries again after a pause. Returns the logged keys
+    replayed, or None if `stop` was set while waiting (the next run redoes the rewrite)."""
     params = {"partition": partition.name, "timeout": LOCK_TIMEOUT}
+    replayed = 0
     for attempt in range(LOCK_ATTEMPTS):
         try:
             with conn.transaction():
                 conn.execute(query("swap_lock_timeout"), params)
-                conn.execute(query("swap_finish"), params)
+                row = conn.execute(query("swap_finish"), params).fetchone()
                 record()
                 checkpoint("backfill.swap_before_commit")
-            return True
+            return replayed + (int(row[0]) if row else 0)
         except (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected):
             if stop.wait(min(5.0, 0.1 * 2**attempt)):
-                return False
-            conn.execute(query("swap_catch_up"), params)  # less to replay under the lock
+                return None
+            replayed += _catch_up(conn, partition)  # less to replay under the lock
     raise LockedError(
         f"could not take feed_entry's lock to swap in partition {partition.name} "
         f"({LOCK_ATTEMPTS} tries): a long transaction holds it; resume the backfill later"
     )
 
 
-def swap_rewrite(conn: psycopg.Connection[Any], partition: Partition) -> int:
+def swap_rewrite(conn: psycopg.Connection[Any], partition: Partition) -> tuple[int, int]:
     """Log the partition's writes, rewrite it into its new table, replay what was logged so
-    far (each step commits). Returns the rows written."""
+    far (each step commits). Returns the rows written and the logged keys replayed."""
     params = {"partition": partition.name}
     conn.execute(query("swap_prepare"), params)
     checkpoint("backfill.swap_prepared")
     row = conn.execute(query("swap_build"), params).fetchone()
     checkpoint("backfill.swap_built")
-    conn.execute(query("swap_catch_up"), params)
+    return (int(row[0]) if row else 0), _catch_up(conn, partition)
+
+
+def _catch_up(conn: psycopg.Connection[Any], partition: Partition) -> int:
+    row = conn.execute(query("swap_catch_up"), {"partition": partition.name}).fetchone()
     return int(row[0]) if row else 0
