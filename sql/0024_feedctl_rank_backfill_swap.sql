@@ -67,12 +67,16 @@ END
 $$;
 
 -- Forget a rewrite of a partition that was started and not swapped in: its new table,
--- its trigger and its log.
+-- its trigger and its log. (DROP TRIGGER locks the partition against readers too: only
+-- when there is one.)
 CREATE FUNCTION feedctl_swap_abandon(part text) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM feedctl_feed_partition_bound(part);
-    EXECUTE format('DROP TRIGGER IF EXISTS feedctl_swap_log ON %I', part);
+    IF EXISTS (SELECT 1 FROM pg_trigger
+               WHERE tgrelid = part::regclass AND tgname = 'feedctl_swap_log') THEN
+        EXECUTE format('DROP TRIGGER feedctl_swap_log ON %I', part);
+    END IF;
     EXECUTE format('DROP TABLE IF EXISTS %I', part || '_swap');
     DELETE FROM feed_entry_swap_log WHERE partition_name = part;
 END

@@ -34,6 +34,17 @@ IN_PLACE = ["--method", "in-place"]
 SWAP = ["--method", "swap"]
 
 
+def leftovers(ctx: Context) -> tuple[int, ...]:
+    """Logged keys, rewritten tables not swapped in, and logging triggers."""
+    row = ctx.conn.execute(
+        "SELECT (SELECT count(*) FROM feed_entry_swap_log), "
+        "(SELECT count(*) FROM pg_class WHERE relname LIKE '%\\_swap'), "
+        "(SELECT count(*) FROM pg_trigger WHERE tgname = 'feedctl_swap_log')"
+    ).fetchone()
+    assert row is not None
+    return tuple(row)
+
+
 @pytest.mark.parametrize(
     ("method", "point"),
     [
@@ -63,12 +74,7 @@ def test_killed_backfill_resumes_to_the_uninterrupted_state(
     live = world.conn.execute("SELECT count(*) FROM post_score").fetchone()
     assert live is not None and states == [("done", live[0])]
     assert run_cli(settings, "rank", "backfill", "--resume") == 2  # nothing left to resume
-    leftovers = world.conn.execute(
-        "SELECT (SELECT count(*) FROM feed_entry_swap_log), "
-        "(SELECT count(*) FROM pg_class WHERE relname LIKE '%\\_swap'), "
-        "(SELECT count(*) FROM pg_trigger WHERE tgname = 'feedctl_swap_log')"
-    ).fetchone()
-    assert leftovers == (0, 0, 0)
+    assert leftovers(world) == (0, 0, 0)
 
 
 @pytest.mark.parametrize(
@@ -109,3 +115,18 @@ def test_redis_down_during_backfill_then_repair(
         repaired = cache_repair.repair(ctx)
         assert repaired.redis_failures == 0 and repair_marks.count(ctx.conn) == 0
         assert_world(ctx, V2)
+
+
+def test_an_in_place_backfill_clears_what_a_killed_swap_left(
+    world: Context, settings: Settings, tmp_path: Path
+) -> None:
+    heuristic = str(write_heuristic(tmp_path, V2))
+    args = ["rank", "backfill", "--heuristic", heuristic, *CHUNK, *SWAP]
+    assert run_cli(settings, *args, kill_at="backfill.swap_built@2") == -signal.SIGKILL
+    assert leftovers(world) != (0, 0, 0)  # a trigger logging writes, a half-done table
+    renamed = {**V2, "version": "v2-renamed"}
+    again = str(write_heuristic(tmp_path, renamed))
+    args = ["rank", "backfill", "--heuristic", again, "--replace", *CHUNK, *IN_PLACE]
+    assert run_cli(settings, *args) == 0
+    assert leftovers(world) == (0, 0, 0)
+    assert_world(world, renamed)

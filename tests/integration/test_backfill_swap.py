@@ -227,3 +227,18 @@ def test_the_swap_attaches_without_scanning_under_its_lock(ctx: Context) -> None
     table = sql.Identifier(partition.name)
     count = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table)).fetchone()
     assert count == (rows,) and 0 < rows < 1000
+
+
+def test_a_stopped_swap_backfill_resumes(world: Context, v2: Heuristic) -> None:
+    stop = threading.Event()
+
+    def after_three(progress: RecordingProgress) -> None:
+        if progress.advances.get("partitions", 0) >= 3:
+            stop.set()
+
+    options = BackfillOptions(method="swap")
+    report = run_backfill(world, v2, options, stop=stop, progress=RecordingProgress(after_three))
+    assert report.stopped and not report.shard_done and report.partitions_swapped == 3
+    resumed = run_backfill(world, None, dataclasses.replace(options, resume=True))
+    assert resumed.backfill_done and resumed.partitions_swapped == 13
+    assert_world(world, V2)

@@ -275,6 +275,19 @@ SELECT swapped_at IS NOT NULL, cache_after, done_at IS NOT NULL, rows_written
 FROM rank_backfill_partition
 WHERE backfill_id = %(backfill_id)s AND partition_name = %(partition)s
 
+-- swap_leftovers --
+Partitions of feed_entry with a rewrite a killed or replaced run left unfinished (a logging trigger or a new table).
+SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+WHERE i.inhparent = to_regclass('feed_entry')
+  AND (EXISTS (SELECT 1 FROM pg_trigger t
+               WHERE t.tgrelid = c.oid AND t.tgname = 'feedctl_swap_log')
+       OR to_regclass(quote_ident(c.relname || '_swap')) IS NOT NULL)
+ORDER BY 1
+
+-- swap_abandon --
+Drop an unfinished rewrite of a partition: its new table, trigger and log.
+SELECT feedctl_swap_abandon(%(partition)s)
+
 -- swap_prepare --
 Log the keys written to a partition from now on (dropping any unfinished rewrite of it).
 SELECT feedctl_swap_prepare(%(partition)s)

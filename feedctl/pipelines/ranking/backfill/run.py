@@ -40,12 +40,14 @@ from feedctl.db.locks import advisory_lock
 from feedctl.db.sql_blocks import query
 from feedctl.errors import BadInputError, FeedctlError, LockedError
 from feedctl.faults import checkpoint
+from feedctl.pipelines.alongside import alongside
 from feedctl.pipelines.cache.writes import CacheReport, chunked, refresh_cached
 from feedctl.pipelines.ranking import versions as heuristic_versions
 from feedctl.pipelines.ranking.backfill.shards import Shard
 from feedctl.pipelines.ranking.backfill.swap import (
     METHODS,
     Partition,
+    abandon_leftovers,
     choose_method,
     feed_partitions,
     shard_partitions,
@@ -425,6 +427,7 @@ def _rewrite_cached(run: _Run, feeds: list[FeedRef]) -> None:
 
 def _entry_phase(run: _Run) -> None:
     conn = run.ctx.conn
+    abandon_leftovers(conn)
     params = _shard_params(run)
     row = conn.execute(query("backfill_shard_state"), params).fetchone()
     assert row is not None
@@ -519,7 +522,9 @@ PARTITION_USERS_PAGE = 2_000  # user ids read per page when rewriting a partitio
 
 
 def _swap_phase(run: _Run) -> None:
-    """Rewrite and swap in each of the shard's partitions, then rewrite their cached feeds."""
+    """Rewrite and swap in each of the shard's partitions; a worker thread on a second
+    connection rewrites the cached feeds of each swapped partition's users meanwhile (the
+    rewrite runs inside PostgreSQL, the cache writes in this process and Redis)."""
     conn = run.ctx.conn
     row = conn.execute(query("backfill_shard_state"), _shard_params(run)).fetchone()
     if row is not None and bool(row[2]):
@@ -528,16 +533,41 @@ def _swap_phase(run: _Run) -> None:
     partitions = shard_partitions(feed_partitions(conn), run.shard)
     run.progress.phase("partitions", len(partitions))
     run.throttle.restart()
-    for partition in partitions:
-        if run.stop.is_set() or not _swap_partition(run, partition):
-            return
-        run.progress.advance(1)
-    conn.execute(query("backfill_shard_done"), _shard_params(run))
-    run.report.shard_done = True
+    finished: list[str] = []
+    with run.ctx.second_connection() as cache_conn:
+        cache_run = dataclasses.replace(run, ctx=dataclasses.replace(run.ctx, conn=cache_conn))
+
+        def caches(item: tuple[Partition, int]) -> None:
+            partition, after = item
+            if _rewrite_partition_users(cache_run, partition, after):
+                params = {"backfill_id": run.backfill_id, "partition": partition.name}
+                cache_conn.execute(query("backfill_partition_done"), params)
+                finished.append(partition.name)
+
+        with alongside(caches, depth=1, name="feedctl-backfill-caches") as worker:
+            for partition in partitions:
+                if run.stop.is_set():
+                    break
+                after = _swap_partition(run, partition)
+                if after is None:
+                    break
+                if after != DONE:
+                    worker.put((partition, after))
+                else:
+                    finished.append(partition.name)
+                run.progress.advance(1)
+    if len(finished) == len(partitions) and not run.stop.is_set():
+        conn.execute(query("backfill_shard_done"), _shard_params(run))
+        run.report.shard_done = True
 
 
-def _swap_partition(run: _Run, partition: Partition) -> bool:
-    """One partition, from wherever a previous run left it; False if stopped first."""
+DONE = END  # a partition's cache position once its cached feeds are all rewritten
+
+
+def _swap_partition(run: _Run, partition: Partition) -> int | None:
+    """Rewrite and swap in one partition unless a previous run did. Returns the user id
+    after which its cached feeds still need rewriting (DONE: the partition is done), or
+    None if stopped before the swap."""
     conn = run.ctx.conn
     params = {"backfill_id": run.backfill_id, "partition": partition.name}
     conn.execute(query("backfill_partition_join"), params)
@@ -545,7 +575,7 @@ def _swap_partition(run: _Run, partition: Partition) -> bool:
     assert row is not None
     swapped, cache_after, done = bool(row[0]), int(row[1]), bool(row[2])
     if done:
-        return True
+        return DONE
     if not swapped:
         rows, replayed = swap_rewrite(conn, partition)
         run.progress.status(f"{partition.name}: {rows:,} entries rewritten")
@@ -559,17 +589,14 @@ def _swap_partition(run: _Run, partition: Partition) -> bool:
 
         replayed_later = swap_in(conn, partition, record, run.stop)
         if replayed_later is None:
-            return False
+            return None
         checkpoint("backfill.swap_committed")
         run.report.entries_updated += rows
         run.report.partitions_swapped += 1
         run.report.entries_replayed += replayed + replayed_later
         run.report.chunks += 1
         run.report.seconds_waiting += run.throttle.pace(rows)
-    if not _rewrite_partition_users(run, partition, cache_after):
-        return False
-    conn.execute(query("backfill_partition_done"), params)
-    return True
+    return cache_after
 
 
 def _rewrite_partition_users(run: _Run, partition: Partition, after: int) -> bool:

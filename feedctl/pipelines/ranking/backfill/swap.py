@@ -92,6 +92,16 @@ def swap_in(
     )
 
 
+def abandon_leftovers(conn: psycopg.Connection[Any]) -> int:
+    """Drop the unfinished rewrites a killed or replaced swap backfill left (its triggers
+    would otherwise log every write to their partitions). Only for a run that knows no
+    swap is under way: an in-place backfill (at most one backfill is unfinished)."""
+    names = [r[0] for r in conn.execute(query("swap_leftovers"))]
+    for name in names:
+        conn.execute(query("swap_abandon"), {"partition": name})
+    return len(names)
+
+
 def swap_rewrite(conn: psycopg.Connection[Any], partition: Partition) -> tuple[int, int]:
     """Log the partition's writes, rewrite it into its new table, replay what was logged so
     far (each step commits). Returns the rows written and the logged keys replayed."""
