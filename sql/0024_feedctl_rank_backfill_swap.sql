@@ -96,8 +96,9 @@ END
 $$;
 
 -- Rewrite a partition into <part>_swap with every entry's score taken from post_score,
--- in key order, then build its indexes and a check of its hash bound (so that attaching
--- it does not scan it under the swap's lock). Readers and writers of the partition go on.
+-- in key order, then build its indexes. The table checks its hash bound from the start
+-- (so that attaching it does not scan it under the swap's lock). Readers and writers of
+-- the partition go on.
 CREATE FUNCTION feedctl_swap_build(part text) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -106,7 +107,13 @@ DECLARE
     written bigint;
 BEGIN
     SELECT * INTO bound FROM feedctl_feed_partition_bound(part);
+    PERFORM set_config('work_mem', '256MB', true);  -- the key-order sort, in memory
     EXECUTE format('CREATE TABLE %I (LIKE feed_entry INCLUDING DEFAULTS)', swap);
+    EXECUTE format(
+        'ALTER TABLE %I ADD CONSTRAINT feedctl_swap_bound '
+        'CHECK (satisfies_hash_partition(%s::oid, %s, %s, user_id))',
+        swap, 'feed_entry'::regclass::oid, bound.modulus, bound.remainder
+    );
     EXECUTE format(
         'INSERT INTO %I (user_id, post_id, community_id, author_id, score, created_at) '
         'SELECT fe.user_id, fe.post_id, fe.community_id, fe.author_id, '
@@ -120,11 +127,6 @@ BEGIN
     EXECUTE format('CREATE INDEX %I ON %I (user_id, score DESC, post_id DESC)',
                    swap || '_rank_idx', swap);
     EXECUTE format('CREATE INDEX %I ON %I (post_id)', swap || '_post_idx', swap);
-    EXECUTE format(
-        'ALTER TABLE %I ADD CONSTRAINT feedctl_swap_bound '
-        'CHECK (satisfies_hash_partition(%s::oid, %s, %s, user_id))',
-        swap, 'feed_entry'::regclass::oid, bound.modulus, bound.remainder
-    );
     EXECUTE format('ANALYZE %I', swap);
     RETURN written;
 END
