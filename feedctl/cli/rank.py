@@ -89,7 +89,17 @@ def backfill(
         "would move; write nothing.",
     ),
     shard: str = typer.Option(
-        "0/1", "--shard", help="Do shard i of N: the users with user_id mod N = i (e.g. 2/8)."
+        "0/1",
+        "--shard",
+        help="Do shard i of N (e.g. 2/8): in place, the users with user_id mod N = i; by swap, "
+        "the feed_entry partitions with remainder mod N = i.",
+    ),
+    method: str = typer.Option(
+        "auto",
+        "--method",
+        help="How feed entries are rewritten: swap (each partition rewritten and swapped in), "
+        "in-place (changed rows updated), or auto: swap when at least 10% of posts change "
+        "score. Taken when the backfill starts.",
     ),
     rate_limit: float | None = typer.Option(
         None,
@@ -106,8 +116,9 @@ def backfill(
 ) -> None:
     """Recompute every score under a new heuristic version, in checkpointed chunks.
 
-    Rescores post_score once, rewrites cached community feeds, then syncs the feed entries
-    of this shard's users chunk by chunk and rewrites their cached feeds. Stop it at any
+    Rescores post_score once, rewrites cached community feeds, then gives this shard's feed
+    entries their new scores (by partition swap, or in place chunk by chunk) and rewrites
+    their cached feeds. --dry-run says which method auto would choose. Stop it at any
     point (SIGTERM, Ctrl-C, even SIGKILL) and run it again with --resume. Exit 0 when this
     shard is done, 3 when some Redis writes failed (marked for repair), 75 when stopped
     early (resume it) or when the nightly rank or the same shard is running.
@@ -124,10 +135,10 @@ def backfill(
             raise BadInputError(
                 "--dry-run needs --heuristic FILE (and neither --resume nor --replace)"
             )
-        options = PreviewOptions(target, sample_feeds, top, rate_limit, chunk_rows)
+        options = PreviewOptions(target, sample_feeds, top, rate_limit, chunk_rows, method)
         _preview(state, chosen, options)
         return
-    run_options = BackfillOptions(target, resume, replace, rate_limit, chunk_rows)
+    run_options = BackfillOptions(target, resume, replace, rate_limit, chunk_rows, method)
     stop = threading.Event()
     with state.context() as context, stop_on_signals(stop), state.progress() as progress:
         report = run_backfill(context, chosen, run_options, stop=stop, progress=progress)
