@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, cast
 
-from feedctl.cache.client import RedisClient
+from feedctl.cache.client import RedisClient, is_cluster
 from feedctl.cache.keys import feed_pattern
 
 COMPLETE = b"c"
@@ -164,6 +164,7 @@ class FeedCache:
         self._upsert_sha = _sha(_UPSERT_LUA)
         self._replace_sha = _sha(_REPLACE_LUA)
         self._scripts_loaded = False
+        self._cluster = is_cluster(client)
 
     def upsert(
         self, keyed_entries: Iterable[tuple[str, Sequence[tuple[int, float]]]]
@@ -175,7 +176,7 @@ class FeedCache:
         sha = self._load_scripts()[0]
         with self.client.pipeline(transaction=False) as pipe:
             for key, entries in keyed_entries:
-                _evalsha(pipe, sha, key, *self._upsert_args(entries))
+                self._evalsha(pipe, sha, key, *self._upsert_args(entries))
             return [int(result) >= 0 for result in pipe.execute()]
 
     def upsert_same(self, keys: Sequence[str], entries: Sequence[tuple[int, float]]) -> list[bool]:
@@ -184,7 +185,7 @@ class FeedCache:
         args = self._upsert_args(entries)
         with self.client.pipeline(transaction=False) as pipe:
             for key in keys:
-                _evalsha(pipe, sha, key, *args)
+                self._evalsha(pipe, sha, key, *args)
             return [int(result) >= 0 for result in pipe.execute()]
 
     def _upsert_args(self, entries: Sequence[tuple[int, float]]) -> list[Any]:
@@ -204,6 +205,21 @@ class FeedCache:
             self.client.script_load(_REPLACE_LUA)
             self._scripts_loaded = True
         return shas
+
+    def _evalsha(self, pipe: Any, sha: str, key: str, *args: Any) -> None:
+        """Queue a one-key script call in a pipeline. Sent as a plain EVALSHA command: redis-py's
+        cluster pipeline refuses its `evalsha` method (it cannot load scripts), yet sends an
+        EVALSHA command like any other; the scripts are loaded beforehand (`_load_scripts`).
+        """
+        pipe.execute_command("EVALSHA", sha, 1, key, *args, **self._routed(key))
+
+    def _routed(self, key: str) -> dict[str, Any]:
+        """On a cluster, the node that holds `key`, for a command whose keys redis-py cannot
+        find alone (EVALSHA, MEMORY USAGE): it would ask a server for them (COMMAND GETKEYS,
+        one round trip per command). Nothing on a single server."""
+        if not self._cluster:
+            return {}
+        return {"target_nodes": cast(Any, self.client).get_node_from_key(key)}
 
     def remove(self, keyed_posts: Iterable[tuple[str, Sequence[int]]]) -> None:
         """Remove posts from feeds, pipelined (a prefix stays a prefix)."""
@@ -239,7 +255,7 @@ class FeedCache:
         sha = self._load_scripts()[1]
         with self.client.pipeline(transaction=False) as pipe:
             for key, text, truncated in feeds:
-                _evalsha(pipe, sha, key, mode, TRUNCATED if truncated else COMPLETE, text)
+                self._evalsha(pipe, sha, key, mode, TRUNCATED if truncated else COMPLETE, text)
             return [bool(result) for result in pipe.execute()]
 
     def _replace(
@@ -303,7 +319,7 @@ class FeedCache:
                 pipe.type(key)
                 pipe.zcard(key)
                 pipe.zrange(key, 0, 0, withscores=True)
-                pipe.memory_usage(key)
+                cast(Any, pipe).execute_command("MEMORY USAGE", key, **self._routed(key))
             results = pipe.execute(raise_on_error=False)
         facts = []
         for index, key in enumerate(keys):
@@ -325,7 +341,7 @@ class FeedCache:
         sha = self._load_scripts()[0]
         with self.client.pipeline(transaction=False) as pipe:
             for key in keys:
-                _evalsha(pipe, sha, key, self.cap)
+                self._evalsha(pipe, sha, key, self.cap)
             pipe.execute()
 
     def unlink(self, keys: Sequence[str]) -> int:
@@ -381,14 +397,6 @@ class FeedCache:
         )
         rest = [item for item in items if item[1] != boundary]
         return rest + [(int(m), float(s)) for m, s in tied]
-
-
-def _evalsha(pipe: Any, sha: str, key: str, *args: Any) -> None:
-    """Queue a one-key script call in a pipeline. Sent as a plain EVALSHA command because
-    redis-py's cluster pipeline refuses its `evalsha` method (it cannot load scripts), yet
-    routes an EVALSHA command by its key like any other; the scripts are loaded beforehand
-    (`_load_scripts`)."""
-    pipe.execute_command("EVALSHA", sha, 1, key, *args)
 
 
 def _sha(script: str) -> str:
