@@ -33,6 +33,8 @@ from rank_world import (
     write_heuristic,
 )
 
+pytestmark = pytest.mark.redis_cluster_too  # each test on one server and on a cluster
+
 
 @pytest.fixture
 def world(ctx: Context) -> Context:

@@ -15,6 +15,8 @@ from feedctl.pipelines.ranking.nightly import run_rank
 from expected import live_post_scores
 from rank_world import assert_world, build_world, run_cli
 
+pytestmark = pytest.mark.redis_cluster_too  # each test on one server and on a cluster
+
 
 @pytest.fixture
 def world(ctx: Context) -> Context:
