@@ -17,11 +17,12 @@ refuses writes.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, cast
 
-from feedctl.cache.client import RedisClient
+from feedctl.cache.client import RedisClient, is_cluster
 from feedctl.cache.keys import feed_pattern
 
 COMPLETE = b"c"
@@ -320,11 +321,11 @@ class FeedCache:
         self.client = client
         self.prefix = prefix
         self.cap = cap
-        self._stamp_script = client.register_script(_STAMP_LUA)
-        self._apply_script = client.register_script(_APPLY_LUA)
-        self._replace_script = client.register_script(_REPLACE_LUA)
-        self._trim_script = client.register_script(_TRIM_LUA)
-        self._loaded: set[str] = set()
+        self._scripts = (_STAMP_LUA, _APPLY_LUA, _REPLACE_LUA, _TRIM_LUA)
+        self._shas = tuple(_sha(script) for script in self._scripts)
+        self._stamp_sha, self._apply_sha, self._replace_sha, self._trim_sha = self._shas
+        self._scripts_loaded = False
+        self._cluster = is_cluster(client)
 
     # -- the fence ---------------------------------------------------------------------
 
@@ -338,11 +339,11 @@ class FeedCache:
         for a feed that is not cached). A delta's is None for a feed that is neither cached
         nor fenced: no write is needed, since a later swap reads PostgreSQL after this.
         """
-        sha = self._sha(self._stamp_script)
+        self._load_scripts()
         mode = ("cached-swap" if only_cached else "swap") if swap else "delta"
         with self.client.pipeline(transaction=False) as pipe:
             for key in keys:
-                pipe.evalsha(sha, 3, key, *fence_keys(key), mode, _token(), FENCE_TTL_SECONDS)
+                self._evalsha(pipe, self._stamp_sha, key, mode, _token(), FENCE_TTL_SECONDS)
             return [None if token is None else bytes(token) for token in pipe.execute()]
 
     def apply(
@@ -354,14 +355,14 @@ class FeedCache:
         Returns per feed the members added or updated (>= 0), NOT_CACHED, FENCED_OUT or
         SUPERSEDED.
         """
-        sha = self._sha(self._apply_script)
+        self._load_scripts()
         with self.client.pipeline(transaction=False) as pipe:
             for key, stamp, upserts, removals in changes:
                 args: list[Any] = [stamp, FENCE_TTL_SECONDS, self.cap, len(removals)]
                 args.extend(removals)
                 for post_id, score in upserts:
                     args.extend((repr(float(score)), post_id))
-                pipe.evalsha(sha, 3, key, *fence_keys(key), *args)
+                self._evalsha(pipe, self._apply_sha, key, *args)
             return [int(result) for result in pipe.execute()]
 
     def swap(
@@ -372,22 +373,40 @@ class FeedCache:
 
         Returns per feed WRITTEN, NOT_CACHED (with `only_cached`), FENCED_OUT or SUPERSEDED.
         """
-        sha = self._sha(self._replace_script)
+        self._load_scripts()
         mode = "cached" if only_cached else "always"
         with self.client.pipeline(transaction=False) as pipe:
             for key, stamp, text, truncated in feeds:
                 sentinel = TRUNCATED if truncated else COMPLETE
                 args: list[Any] = [stamp, FENCE_TTL_SECONDS, mode, sentinel, text, self.cap]
-                pipe.evalsha(sha, 3, key, *fence_keys(key), *args)
+                self._evalsha(pipe, self._replace_sha, key, *args)
             return [int(result) for result in pipe.execute()]
 
-    def _sha(self, script: Any) -> str:
-        """Load a script once per client (a restarted server forgets it: reload)."""
-        sha = str(script.sha)
-        if sha not in self._loaded or not self.client.script_exists(sha)[0]:
-            self.client.script_load(script.script)
-            self._loaded.add(sha)
-        return sha
+    def _load_scripts(self) -> None:
+        """Load the scripts on the server when missing (a restarted server forgets them).
+        Scripts are called by EVALSHA inside pipelines, which cannot load a script
+        themselves; on a Redis Cluster SCRIPT EXISTS asks every primary and SCRIPT LOAD
+        loads on every primary, so each node can run the calls for its keys."""
+        if not self._scripts_loaded or not all(self.client.script_exists(*self._shas)):
+            for script in self._scripts:
+                self.client.script_load(script)
+            self._scripts_loaded = True
+
+    def _evalsha(self, pipe: Any, sha: str, key: str, *args: Any) -> None:
+        """Queue a script call on a feed in a pipeline: its keys are the feed's key and its
+        fence's (`fence_keys`, one hash slot), `key` first. Sent as a plain EVALSHA command:
+        redis-py's cluster pipeline refuses its `evalsha` method (it cannot load scripts),
+        yet sends an EVALSHA command like any other; the scripts are loaded beforehand."""
+        keys = (key, *fence_keys(key)) if sha != self._trim_sha else (key,)
+        pipe.execute_command("EVALSHA", sha, len(keys), *keys, *args, **self._routed(key))
+
+    def _routed(self, key: str) -> dict[str, Any]:
+        """On a cluster, the node that holds `key`, for a command whose keys redis-py cannot
+        find alone (EVALSHA, MEMORY USAGE): it would ask a server for them (COMMAND GETKEYS,
+        one round trip per command). Nothing on a single server."""
+        if not self._cluster:
+            return {}
+        return {"target_nodes": cast(Any, self.client).get_node_from_key(key)}
 
     # -- stamp-and-write conveniences ----------------------------------------------------
 
@@ -450,7 +469,17 @@ class FeedCache:
             return [bool(found) for found in pipe.execute()]
 
     def delete(self, keys: Sequence[str]) -> int:
-        return int(self.client.delete(*keys)) if keys else 0
+        """Delete keys, one DEL each in a pipeline (no multi-key command: on a Redis Cluster
+        the keys live in different slots; the pipeline is split per node)."""
+        return self._per_key("delete", keys)
+
+    def _per_key(self, command: str, keys: Sequence[str]) -> int:
+        if not keys:
+            return 0
+        with self.client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                getattr(pipe, command)(key)
+            return sum(int(n) for n in pipe.execute())
 
     def sizes(self, keys: Sequence[str]) -> list[int | None]:
         """Entries (sentinel excluded) of each cached feed; None for a feed not cached."""
@@ -486,7 +515,7 @@ class FeedCache:
                 pipe.type(key)
                 pipe.zcard(key)
                 pipe.zrange(key, 0, 0, withscores=True)
-                pipe.memory_usage(key)
+                cast(Any, pipe).execute_command("MEMORY USAGE", key, **self._routed(key))
             results = pipe.execute(raise_on_error=False)
         facts = []
         for index, key in enumerate(keys):
@@ -505,14 +534,15 @@ class FeedCache:
 
     def trim(self, keys: Sequence[str]) -> None:
         """Trim cached feeds to the cap, keeping each an exact prefix (marked truncated)."""
+        self._load_scripts()
         with self.client.pipeline(transaction=False) as pipe:
             for key in keys:
-                self._trim_script(keys=[key], args=[self.cap], client=pipe)
+                self._evalsha(pipe, self._trim_sha, key, self.cap)
             pipe.execute()
 
     def unlink(self, keys: Sequence[str]) -> int:
-        """Drop keys without blocking the server on large ones."""
-        return int(self.client.unlink(*keys)) if keys else 0
+        """Drop keys without blocking the server on large ones (one UNLINK each, pipelined)."""
+        return self._per_key("unlink", keys)
 
     def members(self, key: str) -> tuple[list[tuple[int, float]], bytes] | None:
         """Every member of a cached feed, best first, and its sentinel; None when not cached."""
@@ -563,6 +593,11 @@ class FeedCache:
         )
         rest = [item for item in items if item[1] != boundary]
         return rest + [(int(m), float(s)) for m, s in tied]
+
+
+def _sha(script: str) -> str:
+    """A script's SHA1, as EVALSHA names it."""
+    return hashlib.sha1(script.encode()).hexdigest()
 
 
 def entries_text(entries: Sequence[tuple[int, float]]) -> str:

@@ -133,7 +133,9 @@ def current_entries(
         "post_ids": [post_id for _, post_id in pairs],
         "retention": retention,
     }
-    rows = conn.execute(query(_ENTRIES_QUERY[kind]), params)
+    with conn.transaction():  # one primary-key probe a pair, never a scan of a partition
+        conn.execute(query("rank_prefer_indexes"))
+        rows = conn.execute(query(_ENTRIES_QUERY[kind]), params).fetchall()
     return {(feed_id, post_id): score for feed_id, post_id, score in rows}
 
 

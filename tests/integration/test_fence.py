@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-import redis
 
 from feedctl.cache.feeds import (
     FENCED_OUT,
@@ -20,12 +19,15 @@ from feedctl.cache.feeds import (
     fence_keys,
 )
 
+from servers import redis_client
+
 CAP = 5
+pytestmark = pytest.mark.redis_cluster_too  # each test on one server and on a cluster
 
 
 @pytest.fixture
 def cache(redis_server_url: str, redis_prefix: str) -> Iterator[FeedCache]:
-    client = redis.Redis.from_url(redis_server_url)
+    client = redis_client(redis_server_url)
     yield FeedCache(client, redis_prefix, CAP)
     client.close()
 
