@@ -125,18 +125,23 @@ def current_entries(
     retention: timedelta | None,
 ) -> dict[tuple[int, int], float]:
     """The current score of each (feed id, post id) pair that is in its feed now (pairs
-    not in the map are not in the feed: deleted, expired, or never fanned out)."""
+    not in the map are not in the feed: deleted, expired, or never fanned out).
+
+    One query over the feeds' and posts' ids (what fan-out asks is their cross product;
+    rank's pairs are nearly so: entries of other pairs are read and left out), through the
+    primary key's index, never a scan of a partition."""
     if not pairs:
         return {}
+    wanted = set(pairs)
     params = {
-        "feed_ids": [feed_id for feed_id, _ in pairs],
-        "post_ids": [post_id for _, post_id in pairs],
+        "feed_ids": sorted({feed_id for feed_id, _ in wanted}),
+        "post_ids": sorted({post_id for _, post_id in wanted}),
         "retention": retention,
     }
-    with conn.transaction():  # one primary-key probe a pair, never a scan of a partition
+    with conn.transaction():
         conn.execute(query("rank_prefer_indexes"))
         rows = conn.execute(query(_ENTRIES_QUERY[kind]), params).fetchall()
-    return {(feed_id, post_id): score for feed_id, post_id, score in rows}
+    return {(f, p): score for f, p, score in rows if (f, p) in wanted}
 
 
 def text_tops(

@@ -329,23 +329,14 @@ SET retention_seconds = excluded.retention_seconds, last_created_at = excluded.l
     entries_removed = s.entries_removed + excluded.entries_removed, updated_at = now()
 
 -- user_entries_of --
-The current retained entries among some (user id, post id) pairs: what a fenced cache write brings those entries to (a pair not returned is not in the feed).
-SELECT t.user_id, t.post_id, fe.score
-FROM unnest(%(feed_ids)s::bigint[], %(post_ids)s::bigint[]) AS t(user_id, post_id)
-CROSS JOIN LATERAL (  -- one primary-key probe a pair (LIMIT keeps the planner from a scan)
-    SELECT score FROM feed_entry
-    WHERE user_id = t.user_id AND post_id = t.post_id
-      AND created_at >= coalesce(now() - %(retention)s::interval, '-infinity')
-    LIMIT 1
-) fe
+The current retained entries of some users' feeds among some posts: what a fenced cache write brings those entries to (an entry not returned is not in the feed).
+SELECT user_id, post_id, score FROM feed_entry
+WHERE user_id = ANY(%(feed_ids)s::bigint[]) AND post_id = ANY(%(post_ids)s::bigint[])
+  AND created_at >= coalesce(now() - %(retention)s::interval, '-infinity')
 
 -- community_entries_of --
-The current retained entries among some (community id, post id) pairs: what a fenced cache write brings those entries to (a pair not returned is not in the feed).
-SELECT t.community_id, t.post_id, ps.score
-FROM unnest(%(feed_ids)s::bigint[], %(post_ids)s::bigint[]) AS t(community_id, post_id)
-CROSS JOIN LATERAL (  -- one primary-key probe a pair (LIMIT keeps the planner from a scan)
-    SELECT ps.score FROM post_score ps JOIN posts p ON p.id = ps.post_id
-    WHERE ps.post_id = t.post_id AND ps.community_id = t.community_id
-      AND p.created_at >= coalesce(now() - %(retention)s::interval, '-infinity')
-    LIMIT 1
-) ps
+The current retained entries of some communities' feeds among some posts: what a fenced cache write brings those entries to (an entry not returned is not in the feed).
+SELECT ps.community_id, ps.post_id, ps.score
+FROM post_score ps JOIN posts p ON p.id = ps.post_id
+WHERE ps.community_id = ANY(%(feed_ids)s::bigint[]) AND ps.post_id = ANY(%(post_ids)s::bigint[])
+  AND p.created_at >= coalesce(now() - %(retention)s::interval, '-infinity')
