@@ -51,9 +51,11 @@ bench: $(STAMP)
 	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done
 
 # docs/cli.md: every command's --help, written again from the commands themselves
-# (tests/unit/test_docs.py fails when it is stale).
+# (tests/unit/test_docs.py fails when it is stale); docs/openapi.json: the HTTP API's schema
+# (tests/unit/test_openapi_doc.py).
 docs: $(STAMP)
 	$(BIN)/python scripts/cli_doc.py
+	$(BIN)/python scripts/openapi_doc.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

@@ -8,7 +8,7 @@ import os
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from feedctl.config import ENV_PREFIX, Settings, load_settings
 from feedctl.context import database_url, redis_url
@@ -31,6 +31,44 @@ def require_serve_extra() -> None:
         ) from None
 
 
+def _check_options(workers: int, port: int) -> None:
+    if workers < 1:
+        raise BadInputError(f"--workers must be at least 1, got {workers}")
+    if not 0 <= port <= 65535:
+        raise BadInputError(f"--port must be between 0 and 65535, got {port}")
+
+
+def _resolved(settings: Settings, notice: Callable[[str], None] | None) -> Settings:
+    """The embedded servers (when no URL is set) are started here, once, not by each worker."""
+    return dataclasses.replace(
+        settings, database_url=database_url(settings, notice), redis_url=redis_url(settings, notice)
+    )
+
+
+def preflight(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    notice: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """What `serve` would do, and whether PostgreSQL and Redis answer now."""
+    require_serve_extra()
+    _check_options(workers, port)
+    from feedctl.client import Client
+
+    with Client(_resolved(settings, notice), pool_size=1) as client:
+        ready = client.readiness()
+    return {
+        "url": f"http://{host}:{port}",
+        "workers": workers,
+        "rebuilds": "enabled" if settings.api_token else "refused: no api_token is configured",
+        "postgres": ready.postgres,
+        "redis": ready.redis,
+    }
+
+
 def serve(
     settings: Settings,
     *,
@@ -42,16 +80,10 @@ def serve(
     """Serve until SIGTERM or SIGINT: then stop accepting, let in-flight requests finish,
     close the pools, and return (a stop asked for by a signal is a normal end)."""
     require_serve_extra()
-    if workers < 1:
-        raise BadInputError(f"--workers must be at least 1, got {workers}")
-    if not 0 <= port <= 65535:
-        raise BadInputError(f"--port must be between 0 and 65535, got {port}")
+    _check_options(workers, port)
     import uvicorn
 
-    # The embedded servers (when no URL is set) are started here, once, not by each worker.
-    resolved = dataclasses.replace(
-        settings, database_url=database_url(settings, notice), redis_url=redis_url(settings, notice)
-    )
+    resolved = _resolved(settings, notice)
     options = {
         "host": host,
         "port": port,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
-from feedctl.cli.state import handle_errors, state_of
+from feedctl.cli.state import handle_errors, state_of, stdout
+from feedctl.errors import EXIT_FAILED
 
 
 @handle_errors
@@ -17,6 +20,12 @@ def serve(
     workers: int = typer.Option(
         1, "--workers", help="Worker processes, each with its own pools and metrics."
     ),
+    check: bool = typer.Option(
+        False,
+        "--check",
+        help="Open the pools, print where it would listen and whether PostgreSQL and Redis "
+        "answer, and exit (1 when one does not) instead of serving.",
+    ),
 ) -> None:
     """Serve feeds over HTTP (FastAPI under uvicorn; the `serve` extra).
 
@@ -26,7 +35,24 @@ def serve(
     /readyz, /metrics (Prometheus) and /openapi.json. SIGTERM or Ctrl-C stops accepting,
     lets in-flight requests finish, closes the pools and exits 0.
     """
+    from feedctl.api.server import preflight
     from feedctl.api.server import serve as run
 
     state = state_of(ctx)
-    run(state.settings, host=host, port=port, workers=workers, notice=state.notice)
+    if not check:
+        run(state.settings, host=host, port=port, workers=workers, notice=state.notice)
+        return
+    found = preflight(state.settings, host=host, port=port, workers=workers, notice=state.notice)
+    state.emit(found, lambda: _render(found))
+    if not (found["postgres"] and found["redis"]):
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _render(found: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title="serve --check", show_header=False)
+    for key, value in found.items():
+        shown = ("answers" if value else "does NOT answer") if isinstance(value, bool) else value
+        table.add_row(key, str(shown))
+    stdout.print(table)
