@@ -53,7 +53,11 @@ FeedId = Annotated[int, Path(ge=BIGINT_MIN, le=BIGINT_MAX, description="The feed
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page.")]
 Cursor = Annotated[
     str | None,
-    Query(max_length=4096, description="The next_cursor of the previous page."),
+    Query(
+        pattern="^[A-Za-z0-9_-]+$",
+        max_length=4096,
+        description="The next_cursor of the previous page (opaque, signed base64url text).",
+    ),
 ]
 
 
