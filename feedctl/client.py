@@ -26,6 +26,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import psycopg
 import redis
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -109,6 +110,10 @@ class Client:
             )
         self.settings = chosen
         self.database_url = _resolve_url(chosen, "postgres")
+        try:
+            conninfo_to_dict(self.database_url)
+        except psycopg.ProgrammingError as exc:
+            raise ConfigError(f"database URL is malformed: {exc}") from None
         self._redis = _redis_client(_resolve_url(chosen, "redis"), redis_timeout, on_redis_failure)
         self.cache = FeedCache(self._redis, chosen.redis_key_prefix, chosen.feed_cap)
         self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
+import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,7 +15,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from fastapi.testclient import TestClient
 
 import feedctl
 from feedctl.cache.keys import FeedRef
@@ -221,6 +221,9 @@ def test_the_readme_lifespan_example_runs(
     monkeypatch.setenv("FEEDCTL_REDIS_KEY_PREFIX", settings.redis_key_prefix)
     monkeypatch.setenv("FEEDCTL_FEED_CAP", str(settings.feed_cap))
     monkeypatch.setenv("FEEDCTL_FEED_RETENTION", settings.feed_retention)
+    with warnings.catch_warnings():  # Starlette's notice that it would prefer httpx2
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
     namespace: dict[str, Any] = {"__name__": "readme_example"}
     exec(compile(readme_lifespan_example(), str(README), "exec"), namespace)
     user_id = ids(world, "users")[0]
@@ -238,3 +241,12 @@ def test_a_closed_client_says_so(settings: Settings) -> None:
     assert client.closed
     with pytest.raises((ServiceUnavailableError, psycopg.Error, RuntimeError)):
         client.user_feed(1)
+
+
+def test_malformed_urls_are_config_errors(settings: Settings) -> None:
+    from feedctl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="database URL is malformed"):
+        feedctl.Client(settings, database_url="postgresql://[nothing")
+    with pytest.raises(ConfigError, match="Redis URL is malformed"):
+        feedctl.Client(settings, redis_url="nonsense://x")
