@@ -243,3 +243,14 @@ def _wait_for_a_blocked_query(world: Context, database: str) -> None:
             return
         time.sleep(0.05)
     raise AssertionError("the request never reached PostgreSQL")
+
+
+def test_several_workers_serve_the_same_pages(world: Context, tmp_path: Path) -> None:
+    user_id = first_ids(world, "users", 1)[0]
+    with serving(world.settings, tmp_path, "--workers", "2") as served, served.client() as http:
+        pages = [http.get(f"/v1/users/{user_id}/feed", params={"limit": 5}) for _ in range(6)]
+        assert {page.status_code for page in pages} == {200}
+        assert len({json.dumps(page.json()["items"]) for page in pages}) == 1
+        assert http.get("/readyz").status_code == 200
+        assert served.terminate() == 0
+    assert "Traceback" not in served.log_text()
