@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -99,12 +100,37 @@ def serve(
             uvicorn.run(create_app(resolved), **options)  # type: ignore[arg-type]
         else:
             with _settings_in_environment(resolved):
-                uvicorn.run(
-                    "feedctl.api.server:app_from_environment",
-                    factory=True,
-                    workers=workers,
-                    **options,  # type: ignore[arg-type]
-                )
+                _run_workers(workers, options)
+
+
+def _run_workers(workers: int, options: dict[str, Any]) -> None:
+    """What `uvicorn.run(..., workers=N)` does, with a listening socket that says it is TCP.
+
+    uvicorn binds the shared socket with `proto` 0; the sockets accepted from it inherit
+    that, and asyncio sets TCP_NODELAY only on sockets whose proto is IPPROTO_TCP, so every
+    keep-alive response waited about 40 ms for the client's delayed ACK (uvicorn issue
+    3149). Wrapping the same descriptor again with IPPROTO_TCP restores TCP_NODELAY.
+    """
+    from uvicorn import Config
+    from uvicorn.supervisors import Multiprocess
+
+    config = Config(
+        "feedctl.api.server:app_from_environment", factory=True, workers=workers, **options
+    )
+    sock = tcp_listener(config.bind_socket())
+    try:
+        Multiprocess(config, sockets=[sock]).run()
+    finally:
+        sock.close()
+
+
+def tcp_listener(sock: socket.socket) -> socket.socket:
+    """The same listening socket, declared as TCP (IPPROTO_TCP) when it is an IP socket."""
+    if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.proto == socket.IPPROTO_TCP:
+        return sock
+    wrapped = socket.socket(sock.family, sock.type, socket.IPPROTO_TCP, fileno=sock.detach())
+    wrapped.set_inheritable(True)
+    return wrapped
 
 
 def app_from_environment() -> FastAPI:
