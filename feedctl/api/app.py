@@ -137,13 +137,14 @@ class Readiness(BaseModel):
 _bearer = HTTPBearer(auto_error=False, description="The api_token setting.")
 
 
-def feeds_of(request: Request) -> AsyncClient:
-    """The client the app's lifespan opened."""
+async def feeds_of(request: Request) -> AsyncClient:
+    """The client the app's lifespan opened (async: FastAPI would run a plain function on
+    a worker thread for every request)."""
     client: AsyncClient = request.app.state.feeds
     return client
 
 
-def require_token(
+async def require_token(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
