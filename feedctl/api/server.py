@@ -4,6 +4,7 @@ pools (uvicorn starts them from `app_from_environment`)."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import signal
 import socket
@@ -59,8 +60,15 @@ def preflight(
     _check_options(workers, port)
     from feedctl.client import Client
 
-    with Client(_resolved(settings, notice), pool_size=1) as client:
-        ready = client.readiness()
+    # The pool logs each failed connection attempt; the check reports the outcome instead.
+    pool_log = logging.getLogger("psycopg.pool")
+    level = pool_log.level
+    pool_log.setLevel(logging.CRITICAL)
+    try:
+        with Client(_resolved(settings, notice), pool_size=1, timeout=3.0) as client:
+            ready = client.readiness()
+    finally:
+        pool_log.setLevel(level)
     return {
         "url": f"http://{host}:{port}",
         "workers": workers,
