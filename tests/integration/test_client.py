@@ -250,3 +250,25 @@ def test_malformed_urls_are_config_errors(settings: Settings) -> None:
         feedctl.Client(settings, database_url="postgresql://[nothing")
     with pytest.raises(ConfigError, match="Redis URL is malformed"):
         feedctl.Client(settings, redis_url="nonsense://x")
+
+
+def test_a_background_rebuild_of_every_feed_reports_a_lock_held_elsewhere(
+    world: Context, client: feedctl.Client
+) -> None:
+    from feedctl.api.rebuilds import RebuildRuns
+    from feedctl.db.locks import advisory_lock
+    from feedctl.errors import LockedError
+    from feedctl.pipelines.cache.rebuild import LOCK_NAME
+
+    runs = RebuildRuns()
+    with (
+        psycopg.connect(world.database_url, autocommit=True) as other,
+        advisory_lock(other, LOCK_NAME),
+    ):
+        record = runs.start_all(client, resume=False)
+        runs.stop(30)  # waits for the thread, which failed at once
+    assert record.status == "failed"
+    assert record.error == "another rebuild of every feed is running (it holds the lock)"
+    assert runs.get(record.id) is record
+    with pytest.raises(LockedError, match="shutting down"):
+        runs.start_all(client, resume=False)
