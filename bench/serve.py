@@ -13,7 +13,9 @@ measured in the same run.
    parser so that it costs little CPU). For concurrency 1, 16 and 64 and for first and next
    pages: up to --requests requests or --seconds seconds, whichever comes first; requests/s,
    p50 and p99 as the client sees them. Every response must be 200.
-4. The HTTP overhead: each HTTP p99 over the library's p99 for the same kind of page.
+4. The HTTP overhead: each HTTP p99 over the library's p99 for the same kind of page; and
+   the CPU time the server's processes spent per request (user + system, the library's
+   work included), which bounds what one core can serve whatever else runs.
 
 Target: at concurrency 16, at least 1,000 requests/s with p99 <= 10 ms (first pages). The load
 generator shares the machine's cores with the server, PostgreSQL and Redis, so the figures
@@ -45,6 +47,7 @@ from typing import Any, Final
 
 import httpx
 import numpy as np
+import psutil
 from benchlib.measure import verdict
 from benchlib.servers import BenchTarget, bench_target, note
 
@@ -113,13 +116,17 @@ def run(target: BenchTarget, args: argparse.Namespace) -> dict[str, Any]:
             "first": library_latency(client, users, args.requests, None),
             "next": library_latency(client, paged, args.requests, cursors),
         }
-    with serving(settings, target.workdir, args.workers) as port:
+    with serving(settings, target.workdir, args.workers) as (port, pid):
         http: dict[str, Any] = {}
         for kind in ("first", "next"):
             chosen = users if kind == "first" else paged
             for concurrency in CONCURRENCY:
                 paths = [path_of(u, cursors[u] if kind == "next" else None) for u in chosen]
+                cpu_before = server_cpu_seconds(pid)
                 figures = asyncio.run(load(port, paths, concurrency, args.requests, args.seconds))
+                figures["server_cpu_ms_per_request"] = (
+                    1000 * (server_cpu_seconds(pid) - cpu_before) / figures["requests"]
+                )
                 http[f"{kind}@{concurrency}"] = figures
                 note(
                     f"{kind} pages, concurrency {concurrency}: {figures['rps']:.0f} req/s, "
@@ -236,6 +243,17 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return status, await reader.readexactly(length)
 
 
+def server_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of the server process and its workers so far."""
+    parent = psutil.Process(pid)
+    total = 0.0
+    for process in [parent, *parent.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
+
+
 def summary(timings: list[float], elapsed: float) -> dict[str, float]:
     values = np.array(timings) * 1000
     return {
@@ -247,7 +265,7 @@ def summary(timings: list[float], elapsed: float) -> dict[str, float]:
 
 
 @contextlib.contextmanager
-def serving(settings: Settings, workdir: Path, workers: int) -> Iterator[int]:
+def serving(settings: Settings, workdir: Path, workers: int) -> Iterator[tuple[int, int]]:
     with socket.socket() as sock:
         sock.bind((HOST, 0))
         port = int(sock.getsockname()[1])
@@ -275,7 +293,7 @@ def serving(settings: Settings, workdir: Path, workers: int) -> Iterator[int]:
             if time.monotonic() > deadline:
                 raise BenchFailure("feedctl serve did not become ready")
             time.sleep(0.2)
-        yield port
+        yield port, process.pid
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -298,12 +316,16 @@ def report(results: dict[str, Any]) -> None:
             f"library ({kind} pages, one at a time): p50 {lib['p50_ms']:.2f} ms, "
             f"p99 {lib['p99_ms']:.2f} ms, {lib['rps']:.0f} pages/s"
         )
-    print(f"{'pages':<6} {'conc':>4} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'p99/lib p99':>12}")
+    print(
+        f"{'pages':<6} {'conc':>4} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'p99/lib p99':>12} "
+        f"{'server CPU ms/req':>18}"
+    )
     for key, figures in results["http"].items():
         kind, concurrency = key.split("@")
         print(
             f"{kind:<6} {concurrency:>4} {figures['rps']:>8.0f} {figures['p50_ms']:>8.2f} "
-            f"{figures['p99_ms']:>8.2f} {figures['p99_over_library_p99']:>12.2f}"
+            f"{figures['p99_ms']:>8.2f} {figures['p99_over_library_p99']:>12.2f} "
+            f"{figures['server_cpu_ms_per_request']:>18.2f}"
         )
     at16 = results["http"]["first@16"]
     print(
