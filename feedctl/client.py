@@ -318,11 +318,24 @@ class AsyncClient:
     ) -> FeedPage:
         return await self._run(self.sync.community_feed, community_id, limit, cursor)
 
+    async def page(self, feed: FeedRef, limit: int = 20, cursor: str | None = None) -> FeedPage:
+        return await self._run(self.sync.page, feed, limit, cursor)
+
     async def rebuild_user(self, user_id: int) -> RebuildReport:
         return await self._run(self.sync.rebuild_user, user_id)
 
     async def rebuild_community(self, community_id: int) -> RebuildReport:
         return await self._run(self.sync.rebuild_community, community_id)
+
+    async def rebuild_all(
+        self,
+        *,
+        resume: bool = False,
+        progress: Progress = SILENT,
+        stop: threading.Event | None = None,
+    ) -> RebuildReport:
+        """Every feed; it holds one of this client's threads until it ends (or `stop`)."""
+        return await self._run(self.sync.rebuild_all, resume=resume, progress=progress, stop=stop)
 
     async def mark_for_repair(
         self, kind: FeedKind, ids: Sequence[int], reason: str = "marked by the app"

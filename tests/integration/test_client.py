@@ -125,6 +125,14 @@ def test_many_tasks_read_through_one_async_client(world: Context) -> None:
                 *(read_walk(feeds.community_feed, c) for c in communities)
             )
             assert (await feeds.readiness()).ready
+            first = await feeds.page(FeedRef("user", users[0]), 7)
+            assert [(i.post_id, i.score) for i in first.items] == expected_users[users[0]][:7]
+            community = communities[0]
+            rebuilt = await feeds.rebuild_community(community)
+            assert rebuilt.redis_failures == 0
+            await feeds.mark_for_repair("community", [community])
+            whole = await feeds.rebuild_all()
+            assert whole.users == len(ids(world, "users"))
         assert feeds.sync.closed
         return dict(user_walks), dict(community_walks)
 
