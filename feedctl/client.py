@@ -31,7 +31,13 @@ from psycopg_pool import ConnectionPool
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from feedctl.cache.client import REDIS_ERRORS, RedisClient
+from feedctl.cache.client import (
+    REDIS_ERRORS,
+    RedisClient,
+    connect_redis,
+    is_cluster,
+    is_cluster_url,
+)
 from feedctl.cache.feeds import FeedCache
 from feedctl.cache.keys import KINDS, FeedKind, FeedRef, community_feed, user_feed
 from feedctl.config import Settings, load_settings
@@ -217,7 +223,8 @@ class Client:
             self._closed = True
         self._pool.close()
         self._redis.close()
-        self._redis.connection_pool.disconnect()
+        if not is_cluster(self._redis):  # its own pool, given to it by no one else
+            self._redis.connection_pool.disconnect()
 
     @property
     def closed(self) -> bool:
@@ -366,17 +373,20 @@ def _resolve_url(settings: Settings, server: str) -> str:
 
 
 def _redis_client(url: str, timeout: float, on_failure: Callable[[], None] | None) -> RedisClient:
-    """A client whose calls fail fast (one retry, no back-off: a failed read goes to
-    PostgreSQL) and report each failed call to `on_failure`."""
-    try:
-        client = redis.Redis.from_url(
-            url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 1),
-        )
-    except ValueError as exc:
-        raise ConfigError(f"Redis URL is malformed: {exc}") from None
+    """A client (one server or a Redis Cluster, as `connect_redis` reads the URL) whose
+    calls fail fast, so that a failed read goes to PostgreSQL at once.
+
+    Either kind: one retry without back-off. One server: each failed call is reported to
+    `on_failure` (by the pool's connection class). A cluster client makes its nodes'
+    connections itself, so its failures are not reported."""
+    options: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "retry": Retry(NoBackoff(), 1),
+    }
+    if is_cluster_url(url):
+        return connect_redis(url, check=False, options=options)
+    client = connect_redis(url, check=False, options=options)
     if on_failure is not None:
         pool = client.connection_pool
         pool.connection_class = _counting(pool.connection_class, on_failure)

@@ -77,6 +77,7 @@ def test_the_package_exports_the_clients_lazily() -> None:
         _ = feedctl.NoSuchThing  # type: ignore[attr-defined]
 
 
+@pytest.mark.redis_cluster_too  # once on one server, once on a Redis Cluster
 def test_pages_equal_the_readers_pages(world: Context, client: feedctl.Client) -> None:
     for user_id in ids(world, "users")[:5]:
         assert walk(client.user_feed, user_id) == reference_walk(world, FeedRef("user", user_id))
@@ -84,6 +85,7 @@ def test_pages_equal_the_readers_pages(world: Context, client: feedctl.Client) -
         expected = reference_walk(world, FeedRef("community", community_id))
         assert expected
         assert walk(client.community_feed, community_id) == expected
+        assert client.community_feed(community_id).source == "cache"  # filled by the walks
 
 
 def test_many_threads_read_through_one_client(world: Context, client: feedctl.Client) -> None:
@@ -102,6 +104,7 @@ def test_many_threads_read_through_one_client(world: Context, client: feedctl.Cl
     assert results == expected
 
 
+@pytest.mark.redis_cluster_too
 def test_many_tasks_read_through_one_async_client(world: Context) -> None:
     users = ids(world, "users")[:20]
     communities = ids(world, "communities")
