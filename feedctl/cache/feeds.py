@@ -356,13 +356,21 @@ class FeedCache:
         SUPERSEDED.
         """
         self._load_scripts()
+        # the encoded pairs of each upserts list, by id(); the list is kept with them, so
+        # no id is reused for another list during the call (feeds given the same list,
+        # as fan-out gives most of a community's members, are encoded once)
+        encoded: dict[int, tuple[Any, list[Any]]] = {}
         with self.client.pipeline(transaction=False) as pipe:
             for key, stamp, upserts, removals in changes:
+                known = encoded.get(id(upserts))
+                if known is None:
+                    pairs = [
+                        item for post_id, score in upserts for item in (repr(float(score)), post_id)
+                    ]
+                    known = encoded[id(upserts)] = (upserts, pairs)
+                pairs = known[1]
                 args: list[Any] = [stamp, FENCE_TTL_SECONDS, self.cap, len(removals)]
-                args.extend(removals)
-                for post_id, score in upserts:
-                    args.extend((repr(float(score)), post_id))
-                self._evalsha(pipe, self._apply_sha, key, *args)
+                self._evalsha(pipe, self._apply_sha, key, *args, *removals, *pairs)
             return [int(result) for result in pipe.execute()]
 
     def swap(

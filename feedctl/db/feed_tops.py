@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -121,27 +121,22 @@ _ENTRIES_QUERY = {"user": "user_entries_of", "community": "community_entries_of"
 def current_entries(
     conn: psycopg.Connection[Any],
     kind: FeedKind,
-    pairs: Sequence[tuple[int, int]],
+    feed_ids: Collection[int],
+    post_ids: Collection[int],
     retention: timedelta | None,
 ) -> dict[tuple[int, int], float]:
-    """The current score of each (feed id, post id) pair that is in its feed now (pairs
-    not in the map are not in the feed: deleted, expired, or never fanned out).
+    """The current score of every entry of these feeds among these posts, by (feed id,
+    post id); a pair not in the map is not in its feed (deleted, expired, never fanned out).
 
-    One query over the feeds' and posts' ids (what fan-out asks is their cross product;
-    rank's pairs are nearly so: entries of other pairs are read and left out), through the
-    primary key's index, never a scan of a partition."""
-    if not pairs:
+    One query, through the primary key's index (never a scan of a partition): what fan-out
+    asks is the cross product of its feeds and posts, rank's pairs nearly so."""
+    if not feed_ids or not post_ids:
         return {}
-    wanted = set(pairs)
-    params = {
-        "feed_ids": sorted({feed_id for feed_id, _ in wanted}),
-        "post_ids": sorted({post_id for _, post_id in wanted}),
-        "retention": retention,
-    }
+    params = {"feed_ids": sorted(feed_ids), "post_ids": sorted(post_ids), "retention": retention}
     with conn.transaction():
         conn.execute(query("rank_prefer_indexes"))
         rows = conn.execute(query(_ENTRIES_QUERY[kind]), params).fetchall()
-    return {(f, p): score for f, p, score in rows if (f, p) in wanted}
+    return {(f, p): score for f, p, score in rows}
 
 
 def text_tops(

@@ -67,17 +67,20 @@ def write_entries(ctx: Context, changes: Sequence[tuple[FeedRef, Sequence[int]]]
         stamps = ctx.cache.stamp([feed.key(ctx.prefix) for feed, _ in todo], swap=False)
         live = [(f, p, s) for (f, p), s in zip(todo, stamps, strict=True) if s is not None]
         outcome.uncached.extend(f for (f, _), s in zip(todo, stamps, strict=True) if s is None)
-        now: dict[tuple[FeedKind, int, int], float] = {}
+        now: dict[FeedKind, dict[tuple[int, int], float]] = {}
         for kind in KINDS:
-            pairs = [(f.id, post) for f, posts, _ in live if f.kind == kind for post in posts]
-            found = current_entries(ctx.conn, kind, pairs, ctx.retention)
-            now.update(((kind, feed_id, post), score) for (feed_id, post), score in found.items())
+            feed_ids = {f.id for f, _, _ in live if f.kind == kind}
+            post_ids = {post for f, posts, _ in live if f.kind == kind for post in posts}
+            now[kind] = current_entries(ctx.conn, kind, feed_ids, post_ids, ctx.retention)
         writes = []
+        shared: dict[tuple[tuple[int, float], ...], list[tuple[int, float]]] = {}
         for feed, posts, stamp in live:
-            upserts = [
-                (p, now[feed.kind, feed.id, p]) for p in posts if (feed.kind, feed.id, p) in now
-            ]
-            removals = [p for p in posts if (feed.kind, feed.id, p) not in now]
+            found = now[feed.kind]
+            upserts = [(p, found[feed.id, p]) for p in posts if (feed.id, p) in found]
+            removals = [p for p in posts if (feed.id, p) not in found]
+            # feeds given the same changes share one list (fan-out: most of a community's
+            # members), so their script arguments are encoded once
+            upserts = shared.setdefault(tuple(upserts), upserts)
             writes.append((feed.key(ctx.prefix), stamp, upserts, removals))
         checkpoint("cache.entries_read")
         results = ctx.cache.apply(writes)
