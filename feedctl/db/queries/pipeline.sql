@@ -108,6 +108,7 @@ JOIN memberships m ON m.community_id = p.community_id
 WHERE p.id = ANY(%(post_ids)s) AND p.deleted_at IS NULL
   AND p.created_at >= coalesce(%(since)s::timestamptz, '-infinity')
   AND (m.user_id %% %(shards)s + %(shards)s) %% %(shards)s = %(shard)s
+  AND NOT EXISTS (SELECT 1 FROM feed_pull_community pc WHERE pc.community_id = p.community_id)
 ORDER BY m.user_id, p.id
 ON CONFLICT (user_id, post_id) DO NOTHING
 
@@ -121,6 +122,7 @@ JOIN memberships m ON m.community_id = p.community_id
 WHERE p.id = ANY(%(post_ids)s) AND p.deleted_at IS NULL
   AND p.created_at >= coalesce(%(since)s::timestamptz, '-infinity')
   AND (m.user_id %% %(shards)s + %(shards)s) %% %(shards)s = %(shard)s
+  AND NOT EXISTS (SELECT 1 FROM feed_pull_community pc WHERE pc.community_id = p.community_id)
 ORDER BY m.user_id, p.id
 
 -- scored_post_ids --
@@ -141,7 +143,7 @@ WITH gone AS (DELETE FROM feed_entry
 SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM unscored)
 
 -- merge_community_into_feed --
-A member who joined gets the community's whole retained feed: every live scored post created since the cutoff.
+A member who joined gets the community's whole retained feed: every live scored post created since the cutoff (none from a pulled community: reads merge those).
 INSERT INTO feed_entry (user_id, post_id, community_id, author_id, score, created_at)
 SELECT m.user_id, p.id, p.community_id, p.author_id, ps.score, p.created_at
 FROM memberships m
@@ -149,6 +151,7 @@ JOIN post_score ps ON ps.community_id = m.community_id
 JOIN posts p ON p.id = ps.post_id AND p.deleted_at IS NULL
 WHERE m.community_id = %(community_id)s AND m.user_id = %(user_id)s
   AND p.created_at >= coalesce(%(since)s::timestamptz, '-infinity')
+  AND NOT EXISTS (SELECT 1 FROM feed_pull_community pc WHERE pc.community_id = m.community_id)
 ON CONFLICT (user_id, post_id) DO NOTHING
 
 -- remove_community_from_feed --
@@ -286,9 +289,11 @@ Which of these users were active since a time.
 SELECT id FROM users WHERE id = ANY(%(ids)s) AND last_active_at >= %(since)s
 
 -- community_sizes --
-How many members each of these communities has.
-SELECT community_id, count(*) FROM memberships
-WHERE community_id = ANY(%(ids)s) GROUP BY community_id
+How many members each of these communities has (pulled ones are left out: they are not counted again).
+SELECT community_id, count(*) FROM memberships m
+WHERE community_id = ANY(%(ids)s)
+  AND NOT EXISTS (SELECT 1 FROM feed_pull_community pc WHERE pc.community_id = m.community_id)
+GROUP BY community_id
 
 -- close_cache_pending_through --
 The cache has every write up to this position: clear the range unless a newer batch committed.
@@ -376,3 +381,25 @@ ON CONFLICT (consumer) DO UPDATE
 SET last_txid = excluded.last_txid, last_event_id = excluded.last_event_id,
     events_processed = excluded.events_processed, cache_from_txid = NULL,
     cache_from_event_id = NULL, updated_at = now()
+
+-- pull_new_communities --
+Switch communities with more members than the threshold to pull (posts not written into members' feeds); returns every pulled one among these.
+WITH sized AS (
+    SELECT m.community_id, count(*) AS members FROM memberships m
+    WHERE m.community_id = ANY(%(ids)s)
+      AND NOT EXISTS (SELECT 1 FROM feed_pull_community p WHERE p.community_id = m.community_id)
+    GROUP BY m.community_id HAVING count(*) > %(threshold)s
+),
+added AS (
+    INSERT INTO feed_pull_community (community_id, members)
+    SELECT community_id, members FROM sized ORDER BY community_id
+    ON CONFLICT (community_id) DO NOTHING
+    RETURNING community_id
+)
+SELECT community_id FROM added
+UNION
+SELECT community_id FROM feed_pull_community WHERE community_id = ANY(%(ids)s)
+
+-- pulled_among --
+Which of these communities are pulled (their posts are read from the community, not fanned out).
+SELECT community_id FROM feed_pull_community WHERE community_id = ANY(%(ids)s)

@@ -48,6 +48,9 @@ class RedisWork:
         default_factory=lambda: defaultdict(list)
     )  # community id -> [post id]
     refresh: set[int] = dataclasses.field(default_factory=set)  # user ids
+    # Pulled communities (docs/decisions/0034): only their own cached feed is written;
+    # members' feeds merge their posts at read time.
+    pulled: set[int] = dataclasses.field(default_factory=set)
 
 
 class CacheWriter:
@@ -118,11 +121,17 @@ def write_cache(ctx: Context, work: RedisWork, report: CacheTally, shard: Shard 
     for community_id, posts in work.created.items():
         if holds(shard, community_id):
             writer.upsert([community_feed(community_id)], posts)
+        if community_id in work.pulled:
+            continue
         for users in _members(ctx, community_id, shard):
             writer.upsert([user_feed(u) for u in users], posts)
     for community_id, post_ids in work.deleted.items():
         if holds(shard, community_id):
             writer.remove([community_feed(community_id)], post_ids)
+        if community_id in work.pulled:
+            # A member's cached feed may still hold a post fanned out before the community
+            # was pulled: the page check finds it gone and reads PostgreSQL (and refills).
+            continue
         for users in _members(ctx, community_id, shard):
             writer.remove([user_feed(u) for u in users], post_ids)
     if work.refresh:

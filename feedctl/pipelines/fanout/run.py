@@ -233,7 +233,7 @@ def _try_batch(
             events = _read_events(conn, "next_events_through", {**params, **bound}, limit)
         if not events:
             return None
-        events = _bounded(conn, events, ctx.cap)
+        events = _bounded(conn, events, ctx.cap, ctx.settings.pull_threshold)
         checkpoint("fanout.after_read")
         work = _apply(ctx, events, report, shard)
         checkpoint("fanout.after_write")
@@ -286,6 +286,7 @@ def _work_of(ctx: Context, events: list[Event], shard: Shard) -> RedisWork:
             work.refresh.add(event.user_id)
     if shard.count > 1:
         work.refresh = {u for u in work.refresh if holds(shard, u)}
+    work.pulled = _pulled(ctx, sorted({*work.created, *work.deleted}), switch=False)
     return work
 
 
@@ -299,14 +300,20 @@ def _dry_run_scope(conn: psycopg.Connection[Any], dry_run: bool) -> Iterator[Non
         yield
 
 
-def _bounded(conn: psycopg.Connection[Any], events: list[Event], cap: int) -> list[Event]:
+def _bounded(
+    conn: psycopg.Connection[Any], events: list[Event], cap: int, pull_threshold: int
+) -> list[Event]:
     """The longest head of `events` whose estimated entries stay within ENTRIES_PER_BATCH
     (at least one event), so that a transaction's size does not grow with communities."""
     communities = sorted({e.community_id for e in events if e.kind == "post_created"})
     sizes = dict(conn.execute(query("community_sizes"), {"ids": communities}).fetchall())
+    pulled = {c for c, size in sizes.items() if size > pull_threshold}  # no entries written
     total = 0
     for index, event in enumerate(events):
-        total += sizes.get(event.community_id, 0) if event.kind == "post_created" else cap
+        if event.kind != "post_created":
+            total += cap
+        elif event.community_id not in pulled:
+            total += sizes.get(event.community_id, 0)
         if total > ENTRIES_PER_BATCH and index > 0:
             return events[:index]
     return events
@@ -368,11 +375,28 @@ def _apply_created(
         scores = scored.select("post_id", "community_id", "score").rows()
     if not scores:
         return
-    new = [p for p in post_ids if p not in seen]
+    pulled = _pulled(ctx, sorted({community_id for _, community_id, _ in scores}), switch=True)
+    work.pulled |= pulled
+    fanned = {post_id for post_id, community_id, _ in scores if community_id not in pulled}
+    new = [p for p in post_ids if p not in seen and p in fanned]
+    old = [p for p in sorted(seen) if p in fanned]
     report.entries_written += _insert_entries(ctx.conn, new, since, shard)
-    report.entries_written += _insert_entries(ctx.conn, sorted(seen), since, shard, may_exist=True)
+    report.entries_written += _insert_entries(ctx.conn, old, since, shard, may_exist=True)
     for post_id, community_id, score in scores:
         work.created[community_id].append((post_id, score))
+
+
+def _pulled(ctx: Context, communities: list[int], *, switch: bool) -> set[int]:
+    """Which of these communities are pulled; with `switch`, those with more members than
+    `pull_threshold` become pulled first (in this transaction, docs/decisions/0034)."""
+    if not communities:
+        return set()
+    if switch:
+        params = {"ids": communities, "threshold": ctx.settings.pull_threshold}
+        rows = ctx.conn.execute(query("pull_new_communities"), params).fetchall()
+    else:
+        rows = ctx.conn.execute(query("pulled_among"), {"ids": communities}).fetchall()
+    return {int(row[0]) for row in rows}
 
 
 def _score_unscored(ctx: Context, post_ids: list[int]) -> None:
