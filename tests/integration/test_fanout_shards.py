@@ -6,6 +6,7 @@ repeats nothing (docs/decisions/0033)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -127,10 +128,13 @@ def start_shards(settings: Settings, count: int, *extra: str) -> list[subprocess
     ]
 
 
-def wait_all(processes: list[subprocess.Popen[str]]) -> None:
+def wait_all(processes: list[subprocess.Popen[str]]) -> list[str]:
+    outputs = []
     for process in processes:
-        _, err = process.communicate(timeout=180)
+        out, err = process.communicate(timeout=180)
         assert process.returncode == 0, err
+        outputs.append(out)
+    return outputs
 
 
 def best_first(raw: list[tuple[bytes, float]]) -> tuple[bytes, list[tuple[int, float]]]:
@@ -178,7 +182,9 @@ def test_three_concurrent_shards_equal_one_unsharded_run(
     fan_out_everything(reference)
 
     assert run_feedctl(settings, "fanout", "reshard", "3").returncode == 0
-    wait_all(start_shards(settings, 3))
+    reports = [json.loads(out) for out in wait_all(start_shards(settings, 3, "--json"))]
+    assert [r["shard"] for r in reports] == ["0/3", "1/3", "2/3"]
+    assert all(r["events"] == reports[0]["events"] > 0 for r in reports)  # each read all
 
     assert_same(ctx, reference)
     positions = ctx.conn.execute(
