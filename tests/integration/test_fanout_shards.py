@@ -114,8 +114,10 @@ def reference(settings: Settings, migrated_database: MigratedDatabase) -> Iterat
             yield context
 
 
-def start_shards(settings: Settings, count: int, *extra: str) -> list[subprocess.Popen[str]]:
-    env = feedctl_env(settings)
+def start_shards(
+    settings: Settings, count: int, *extra: str, env: dict[str, str] | None = None
+) -> list[subprocess.Popen[str]]:
+    env = feedctl_env(settings, **(env or {}))
     return [
         subprocess.Popen(
             [sys.executable, "-m", "feedctl", "fanout", "--shard", f"{i}/{count}", *extra],
@@ -192,6 +194,32 @@ def test_three_concurrent_shards_equal_one_unsharded_run(
     ).fetchall()
     assert [p[0] for p in positions] == ["default#0/3", "default#1/3", "default#2/3"]
     assert len({p[1:] for p in positions}) == 1  # all read the whole stream
+
+
+def test_shards_that_switch_a_community_to_pull_equal_one_unsharded_run(
+    ctx: Context, reference: Context, settings: Settings
+) -> None:
+    for world in (ctx, reference):
+        populate(world, FIRST)
+        warm_some(world)
+    sizes = ctx.conn.execute(
+        "SELECT count(*) FROM memberships GROUP BY community_id ORDER BY 1 DESC LIMIT 2"
+    ).fetchall()
+    threshold = int(sizes[1][0])  # the largest community is pulled, by whichever shard
+    ctx, reference = (
+        dataclasses.replace(w, settings=dataclasses.replace(w.settings, pull_threshold=threshold))
+        for w in (ctx, reference)
+    )
+    fan_out_everything(reference)
+
+    assert run_feedctl(settings, "fanout", "reshard", "3").returncode == 0
+    wait_all(start_shards(settings, 3, env={"FEEDCTL_PULL_THRESHOLD": str(threshold)}))
+
+    assert_same(ctx, reference)
+    pulled = "SELECT community_id, members FROM feed_pull_community ORDER BY 1"
+    want = reference.conn.execute(pulled).fetchall()
+    assert len(want) == 1
+    assert ctx.conn.execute(pulled).fetchall() == want
 
 
 def test_changing_the_shard_count_with_shards_stopped_apart(
