@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -285,3 +286,19 @@ def test_a_reshard_waits_for_no_running_shard(ctx: Context, settings: Settings) 
     assert run_fanout(ctx, shard=Shard(2, 3)).shard == "2/3"
     with pytest.raises(BadInputError):
         run_fanout(ctx, shard=EVERYONE)
+
+
+def test_a_shard_killed_mid_run_resumes_to_the_same_result(
+    ctx: Context, reference: Context, settings: Settings
+) -> None:
+    for world in (ctx, reference):
+        populate(world, FIRST)
+        warm_some(world)
+    fan_out_everything(reference)
+    reshard(ctx, 3)
+    killed = run_feedctl(
+        settings, "fanout", "--shard", "1/3", "--batch-size", "25", kill_at="fanout.after_commit@2"
+    )
+    assert killed.returncode == -signal.SIGKILL
+    wait_all(start_shards(settings, 3, "--batch-size", "25"))
+    assert_same(ctx, reference)
