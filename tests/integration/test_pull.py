@@ -158,6 +158,13 @@ def pulled_worlds(settings: Settings, postgres_admin_url: str) -> walks.Worlds:
         pulled = dataclasses.replace(settings, pull_threshold=second)
         fan_out_everything(dataclasses.replace(context, settings=pulled))
         assert context.conn.execute("SELECT count(*) FROM feed_pull_community").fetchone() == (1,)
+        merging = context.conn.execute(
+            "SELECT count(DISTINCT fe.user_id) FILTER (WHERE pc.community_id IS NOT NULL), "
+            "count(DISTINCT fe.user_id) FROM feed_entry fe "
+            "LEFT JOIN memberships m ON m.user_id = fe.user_id "
+            "LEFT JOIN feed_pull_community pc ON pc.community_id = m.community_id"
+        ).fetchone()
+        assert merging is not None and merging[0] * 2 >= merging[1]  # most walks merge
     name = conninfo_to_dict(settings.database_url or "")["dbname"]
     return walks.Worlds(postgres_admin_url, str(name), pulled)
 
