@@ -24,6 +24,8 @@ CONFIG_ENV = "FEEDCTL_CONFIG"
 DEFAULT_CONFIG_FILE = "feedctl.toml"
 # Searched last, after the current directory and the user's XDG config folder.
 SYSTEM_CONFIG_FILES: tuple[Path, ...] = (Path("/etc/feedctl/feedctl.toml"),)
+# How many hash partitions of user_id feed_entry gets at `migrate up` (docs/scaling.md).
+DEFAULT_FEED_PARTITIONS = 16
 
 
 def default_home() -> Path:
@@ -57,6 +59,9 @@ class Settings:
     jobs_dir: Path | None = None
     # How long a post stays in feeds: a duration (30d, 12h, 2w), or 0 to keep everything.
     feed_retention: str = "30d"
+    # How many hash partitions of user_id `migrate up` gives feed_entry when it creates
+    # them (docs/scaling.md: changing it later is a maintenance operation).
+    feed_partitions: int = DEFAULT_FEED_PARTITIONS
 
     @property
     def retention(self) -> timedelta | None:
@@ -65,7 +70,14 @@ class Settings:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "config_file"}
-_INT_MINIMUMS = {"feed_cap": 1, "active_window_days": 0, "batch_size": 1, "pull_threshold": 1}
+_INT_MINIMUMS = {
+    "feed_cap": 1,
+    "active_window_days": 0,
+    "batch_size": 1,
+    "feed_partitions": 1,
+    "pull_threshold": 1,
+}
+_INT_MAXIMUMS = {"feed_partitions": 1024}
 MIN_SECRET_CHARS = 16
 # The secret early versions signed every install's cursors with: public, so never accepted.
 RETIRED_SECRET = "feedctl-default-cursor-secret"
@@ -127,6 +139,9 @@ def _coerce(key: str, value: Any, source: str, *, typed: bool = False) -> Any:
         minimum = _INT_MINIMUMS.get(key)
         if minimum is not None and number < minimum:
             raise ConfigError(f"{where}: must be at least {minimum}, got {number}")
+        maximum = _INT_MAXIMUMS.get(key)
+        if maximum is not None and number > maximum:
+            raise ConfigError(f"{where}: must be at most {maximum}, got {number}")
         return number
     if kind in ("Path", "Path | None"):
         if not isinstance(value, str | os.PathLike) or str(value) == "":

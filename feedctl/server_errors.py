@@ -43,8 +43,11 @@ def _postgres_error(exc: BaseException) -> FeedctlError | None:
 
 def _redis_error(exc: BaseException) -> FeedctlError | None:
     import redis
+    from redis.exceptions import ClusterDownError, RedisClusterException
 
-    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+    # RedisClusterException (no reachable node, a slot no node serves) is not a RedisError.
+    unreachable = redis.ConnectionError | redis.TimeoutError | ClusterDownError
+    if isinstance(exc, unreachable | RedisClusterException):
         return ServiceUnavailableError(f"Redis failed: {_first_line(exc)}")
     if isinstance(exc, redis.RedisError):
         return FeedctlError(f"Redis refused a command: {_first_line(exc)}")

@@ -2,7 +2,10 @@
 
 `seed` appends users, communities, memberships, posts and their feed_events, shaped like
 a real communities app: a few huge communities and many small ones, users in a handful of
-communities each, heavy-tailed reactions and reputation.
+communities each, heavy-tailed reactions and reputation. It also appends post_engagements
+(views, reactions, comments) drawn from a hidden preference, `TRUE_PREFERENCE`, so that
+`feedctl rank evaluate` and `rank tune` can be checked against a known answer (see
+`_plan_engagements`). The posts' own counters are drawn as before, independently of them.
 
 Determinism: every random draw comes from a stream derived from `SeedSpec.seed`, a stream
 name and a chunk number, so the same spec (including `now`) gives the same rows. Ids start
@@ -11,7 +14,8 @@ after the current maximum of each table, so seeding twice appends.
 Memory: memberships (users x communities per user) are never held whole. They are drawn
 per chunk of users, twice: a first pass counts community sizes, a second pass regenerates
 the same chunks to write them and to resolve post authors. What stays in memory is
-O(communities + posts + one chunk).
+O(communities + posts + one chunk), plus the engagement rows and one reputation per user
+while engagement is planned.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from psycopg import sql
 
 from feedctl.errors import BadInputError
 from feedctl.progress import SILENT, Progress
+from feedctl.rank.heuristic import Heuristic
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -53,7 +58,26 @@ DAY_S: Final = 86_400
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 # Random stream names: each table draws from its own streams.
-_USERS, _COMMUNITIES, _MEMBERSHIPS, _JOINS, _POSTS, _DELETIONS = range(1, 7)
+_USERS, _COMMUNITIES, _MEMBERSHIPS, _JOINS, _POSTS, _DELETIONS, _ENGAGEMENT = range(1, 8)
+
+# The hidden preference behind seeded engagement: a post's engagement rate at a moment is
+#   (1 + reactions_weight * reactions + comments_weight * comments)   (counted so far)
+#   * (1 + author_reputation) ** reputation_weight * 2 ** (-age_hours / half_life_hours)
+#   * noise (lognormal, per post)
+# which orders posts as the rank key of these coefficients does, up to the noise.
+TRUE_PREFERENCE: Final = Heuristic(
+    version="seed-truth",
+    half_life_hours=12.0,
+    reactions_weight=0.5,
+    comments_weight=2.0,
+    reputation_weight=0.5,
+)
+ENGAGEMENT_RATES: Final = (0.12, 0.008, 0.0025)  # views, reactions, comments per hour per unit
+ENGAGEMENT_KINDS: Final = ("view", "reaction", "comment")
+ENGAGEMENT_NOISE_SIGMA: Final = 0.5  # sigma of the per-post lognormal noise
+EXCITATION_CAP: Final = 16.0  # the (1 + weighted counts) factor stops growing here
+ENGAGEMENT_STEP_HOURS: Final = 1.0  # the simulation's time step
+ENGAGEMENT_HALF_LIVES: Final = 12  # a post draws engagement for this many half-lives at most
 
 
 @dataclass(frozen=True)
@@ -69,6 +93,7 @@ class SeedSpec:
     join_events: bool = True  # also append one member_joined event per membership
     deleted_share: float = 0.01  # share of posts deleted afterwards
     active_share: float = 0.3  # share of users active within the last 7 days
+    engagement: bool = True  # also append post_engagements drawn from TRUE_PREFERENCE
 
 
 @dataclass(frozen=True)
@@ -82,6 +107,7 @@ class SeedReport:
     deleted_posts: int
     events: int
     fanout_entries: int  # sum over live posts of the member count of their community
+    engagements: int = 0  # post_engagements rows
 
 
 @dataclass(frozen=True)
@@ -142,6 +168,12 @@ def seed(conn: psycopg.Connection[Any], spec: SeedSpec, progress: Progress = SIL
         authors = _write_memberships(writer, spec, bases, community, sizes, posts, now_us)
         writer.write("posts", POST_COLUMNS, _post_frames(posts, authors, bases))
         writer.write("feed_events", EVENT_COLUMNS, _post_event_frames(posts, authors, bases))
+        if spec.engagement:
+            reputation = _reputations(spec, bases, now_us)[authors]
+            planned = _plan_engagements(spec, posts, reputation, sizes, now_us)
+            users = _resolve_members(spec, community, planned.member_rank, planned.community)
+            frames = _engagement_frames(planned, users, bases)
+            writer.write("post_engagements", ENGAGEMENT_COLUMNS, frames)
     return _report(sizes, posts, writer)
 
 
@@ -192,6 +224,7 @@ def _report(sizes: IntArray, posts: _Posts, writer: _CopyWriter) -> SeedReport:
         deleted_posts=int(posts.deleted.sum()),
         events=writer.written("feed_events"),
         fanout_entries=int(sizes[posts.community[live]].sum()),
+        engagements=writer.written("post_engagements"),
     )
 
 
@@ -210,6 +243,7 @@ POST_COLUMNS: Final = (
     "deleted_at",
 )
 EVENT_COLUMNS: Final = ("kind", "post_id", "community_id", "user_id", "created_at")
+ENGAGEMENT_COLUMNS: Final = ("user_id", "post_id", "kind", "created_at")
 
 
 class _CopyWriter:
@@ -397,29 +431,30 @@ def _joined_us(
     return posts_start_us - (window_s - offset_s) * SECOND_US
 
 
-class _AuthorIndex:
-    """Resolves each post's (community, member rank) to a user while memberships stream by.
+class _MemberIndex:
+    """Resolves (community, member rank) pairs to users while memberships stream by.
 
-    Posts exist (spec.posts >= 1) and every rank is below its community's size, so each
-    key is met exactly once during the pass.
+    Every rank is below its community's size, so each key is met exactly once per pass.
     """
 
-    def __init__(self, posts: _Posts, width: int) -> None:
+    def __init__(self, member_rank: IntArray, community: IntArray, width: int) -> None:
         self._width = width
-        keys = posts.member_rank * width + posts.community
+        keys = member_rank * width + community
         self._keys, self._inverse = np.unique(keys, return_inverse=True)
         self._users = np.full(len(self._keys), -1, dtype=np.int64)
 
     def absorb(self, community: IntArray, rank: IntArray, user: IntArray) -> None:
+        if not len(self._keys):
+            return
         keys = rank * self._width + community
         slots = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
         hit = self._keys[slots] == keys
         self._users[slots[hit]] = user[hit]
 
-    def authors(self) -> IntArray:
-        """The author (user index) of each post."""
-        authors: IntArray = self._users[self._inverse.reshape(-1)]
-        return authors
+    def users(self) -> IntArray:
+        """The user index of each pair, in the order given."""
+        users: IntArray = self._users[self._inverse.reshape(-1)]
+        return users
 
 
 def _write_memberships(
@@ -434,7 +469,7 @@ def _write_memberships(
     """Second pass: write memberships (and member_joined events); return post authors."""
     total = int(sizes.sum())
     seen = np.zeros(spec.communities, dtype=np.int64)
-    index = _AuthorIndex(posts, spec.communities)
+    index = _MemberIndex(posts.member_rank, posts.community, spec.communities)
     first = 0
     for number, chunk in enumerate(_membership_chunks(spec, community)):
         rows = len(chunk.user)
@@ -447,7 +482,7 @@ def _write_memberships(
         writer.write("memberships", MEMBERSHIP_COLUMNS, [frame])
         if spec.join_events:
             writer.write("feed_events", EVENT_COLUMNS, [_join_event_frame(frame)])
-    return index.authors()
+    return index.users()
 
 
 def _membership_frame(chunk: _MembershipChunk, joined_us: IntArray, bases: _Bases) -> pl.DataFrame:
@@ -554,3 +589,108 @@ def _post_event_frames(posts: _Posts, authors: IntArray, bases: _Bases) -> Itera
                     _timestamps("created_at", at_us[chosen]),
                 ]
             )
+
+
+# ---------------------------------------------------------------------------- engagement
+
+
+@dataclass(frozen=True)
+class _Engagements:
+    """Planned engagement rows, ordered by time; the user is a member rank of the community."""
+
+    post: IntArray  # post index
+    kind: IntArray  # index into ENGAGEMENT_KINDS
+    created_us: IntArray
+    community: IntArray
+    member_rank: IntArray
+
+
+def _reputations(spec: SeedSpec, bases: _Bases, now_us: int) -> FloatArray:
+    """Every new user's reputation by user index, drawn again as `_user_frame` drew it."""
+    parts = [
+        _user_frame(spec, bases, now_us, number, start, end)["reputation"].to_numpy()
+        for number, start, end in _user_chunks(spec.users)
+    ]
+    reputation: FloatArray = np.concatenate(parts).astype(np.float64)
+    return reputation
+
+
+def _plan_engagements(
+    spec: SeedSpec, posts: _Posts, reputation: FloatArray, sizes: IntArray, now_us: int
+) -> _Engagements:
+    """Simulate engagement hour by hour from TRUE_PREFERENCE (see its comment).
+
+    Each step draws Poisson counts of each kind for every post still alive (not deleted,
+    before `now`, younger than ENGAGEMENT_HALF_LIVES half-lives), all posts at once; the
+    reactions and comments drawn so far raise the rate of later steps. Each engagement
+    goes to a uniformly drawn member of the post's community.
+    """
+    truth = TRUE_PREFERENCE
+    rng = _rng(spec.seed, _ENGAGEMENT)
+    count = len(posts.community)
+    base = (1.0 + reputation) ** truth.reputation_weight
+    base = base * rng.lognormal(0.0, ENGAGEMENT_NOISE_SIGMA, count)
+    end_us = np.where(posts.deleted, posts.deleted_us, now_us)
+    life_us = end_us - posts.created_us
+    step_us = int(ENGAGEMENT_STEP_HOURS * 3600 * SECOND_US)
+    horizon_hours = ENGAGEMENT_HALF_LIVES * truth.half_life_hours
+    steps = int(np.ceil(horizon_hours / ENGAGEMENT_STEP_HOURS))
+    reactions = np.zeros(count, dtype=np.float64)
+    comments = np.zeros(count, dtype=np.float64)
+    drawn: list[tuple[IntArray, IntArray, IntArray]] = []
+    for step in range(steps):
+        alive = np.flatnonzero(life_us > step * step_us)
+        if not alive.size:
+            break
+        excitation = 1.0 + truth.reactions_weight * reactions[alive]
+        excitation += truth.comments_weight * comments[alive]
+        decay = 2.0 ** (-(step + 0.5) * ENGAGEMENT_STEP_HOURS / truth.half_life_hours)
+        intensity = base[alive] * np.minimum(excitation, EXCITATION_CAP) * decay
+        intensity *= ENGAGEMENT_STEP_HOURS
+        for code, rate in enumerate(ENGAGEMENT_RATES):
+            counts = rng.poisson(rate * intensity)
+            post = np.repeat(alive, counts)
+            offset_us = ((step + rng.random(len(post))) * step_us).astype(np.int64)
+            at_us = posts.created_us[post] + offset_us
+            kept = at_us < end_us[post]
+            post, at_us = post[kept], at_us[kept]
+            if code == 1:
+                reactions += np.bincount(post, minlength=count)
+            elif code == 2:
+                comments += np.bincount(post, minlength=count)
+            drawn.append((post, np.full(len(post), code, dtype=np.int64), at_us))
+    post = np.concatenate([d[0] for d in drawn]) if drawn else np.zeros(0, dtype=np.int64)
+    kind = np.concatenate([d[1] for d in drawn]) if drawn else np.zeros(0, dtype=np.int64)
+    at_us = np.concatenate([d[2] for d in drawn]) if drawn else np.zeros(0, dtype=np.int64)
+    order = np.lexsort((kind, post, at_us))
+    post, kind, at_us = post[order], kind[order], at_us[order]
+    community = posts.community[post]
+    member_rank = rng.integers(0, sizes[community]) if len(post) else post.copy()
+    return _Engagements(post, kind, at_us, community, member_rank.astype(np.int64))
+
+
+def _resolve_members(
+    spec: SeedSpec, community: _Community, member_rank: IntArray, of: IntArray
+) -> IntArray:
+    """A third pass over the (regenerated) memberships: the user of each (community, rank)."""
+    index = _MemberIndex(member_rank, of, spec.communities)
+    seen = np.zeros(spec.communities, dtype=np.int64)
+    for chunk in _membership_chunks(spec, community):
+        index.absorb(chunk.community, _ranks_within_community(chunk.community, seen), chunk.user)
+        seen += np.bincount(chunk.community, minlength=spec.communities)
+    return index.users()
+
+
+def _engagement_frames(
+    planned: _Engagements, users: IntArray, bases: _Bases
+) -> Iterator[pl.DataFrame]:
+    kinds = np.array(ENGAGEMENT_KINDS)
+    for rows in _row_chunks(len(planned.post)):
+        yield pl.DataFrame(
+            [
+                _ids("user_id", bases.user, users[rows]),
+                _ids("post_id", bases.post, planned.post[rows]),
+                pl.Series("kind", kinds[planned.kind[rows]], dtype=pl.String),
+                _timestamps("created_at", planned.created_us[rows]),
+            ]
+        )

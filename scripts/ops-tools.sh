@@ -1,6 +1,7 @@
 #!/bin/sh
 # Make sure promtool (Debian `prometheus`) and `prometheus-pushgateway` are installed: the
-# alert-rule and Pushgateway tests run them. Installs with apt-get only what is missing,
+# alert-rule and Pushgateway tests run them; and headless Chromium (Debian `chromium`,
+# `chromium-driver`), which opens the `rank evaluate --html` report in its test. Installs with apt-get only what is missing,
 # quietly, and never starts their services (tests start the binaries themselves).
 # Without apt-get or root this prints what to do and succeeds: the tests then fail in CI
 # (CI=true) with a clear message, and are skipped elsewhere.
@@ -9,6 +10,8 @@ set -eu
 missing=""
 command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
 command -v prometheus-pushgateway >/dev/null 2>&1 || missing="$missing prometheus-pushgateway"
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+command -v chromedriver >/dev/null 2>&1 || missing="$missing chromium-driver"
 [ -z "$missing" ] && exit 0
 
 if ! command -v apt-get >/dev/null 2>&1; then

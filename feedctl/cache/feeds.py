@@ -9,10 +9,11 @@ never create it; only `replace_feeds` (warm, rebuild, repair, a read miss) does.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, cast
 
-from feedctl.cache.client import RedisClient
+from feedctl.cache.client import RedisClient, is_cluster
 from feedctl.cache.keys import feed_pattern
 
 COMPLETE = b"c"
@@ -160,9 +161,10 @@ class FeedCache:
         self.client = client
         self.prefix = prefix
         self.cap = cap
-        self._upsert = client.register_script(_UPSERT_LUA)
-        self._replace_script = client.register_script(_REPLACE_LUA)
-        self._script_loaded = False
+        self._upsert_sha = _sha(_UPSERT_LUA)
+        self._replace_sha = _sha(_REPLACE_LUA)
+        self._scripts_loaded = False
+        self._cluster = is_cluster(client)
 
     def upsert(
         self, keyed_entries: Iterable[tuple[str, Sequence[tuple[int, float]]]]
@@ -171,19 +173,19 @@ class FeedCache:
 
         Returns, feed by feed, whether it was cached.
         """
-        sha = self._script_sha()
+        sha = self._load_scripts()[0]
         with self.client.pipeline(transaction=False) as pipe:
             for key, entries in keyed_entries:
-                pipe.evalsha(sha, 1, key, *self._upsert_args(entries))
+                self._evalsha(pipe, sha, key, *self._upsert_args(entries))
             return [int(result) >= 0 for result in pipe.execute()]
 
     def upsert_same(self, keys: Sequence[str], entries: Sequence[tuple[int, float]]) -> list[bool]:
         """Upsert the same entries into many cached feeds (fan-out), arguments built once."""
-        sha = self._script_sha()
+        sha = self._load_scripts()[0]
         args = self._upsert_args(entries)
         with self.client.pipeline(transaction=False) as pipe:
             for key in keys:
-                pipe.evalsha(sha, 1, key, *args)
+                self._evalsha(pipe, sha, key, *args)
             return [int(result) >= 0 for result in pipe.execute()]
 
     def _upsert_args(self, entries: Sequence[tuple[int, float]]) -> list[Any]:
@@ -192,12 +194,32 @@ class FeedCache:
             args.extend((repr(float(score)), post_id))
         return args
 
-    def _script_sha(self) -> str:
-        """Load the upsert script once per client (a restarted server forgets it: reload)."""
-        if not self._script_loaded or not self.client.script_exists(self._upsert.sha)[0]:
+    def _load_scripts(self) -> tuple[str, str]:
+        """The (upsert, replace) scripts' SHA1s, loaded on the server first when missing (a
+        restarted server forgets them). Scripts are called by EVALSHA inside pipelines, which
+        cannot load a script themselves; on a Redis Cluster SCRIPT EXISTS asks every primary
+        and SCRIPT LOAD loads on every primary, so each node can run the calls for its keys."""
+        shas = (self._upsert_sha, self._replace_sha)
+        if not self._scripts_loaded or not all(self.client.script_exists(*shas)):
             self.client.script_load(_UPSERT_LUA)
-            self._script_loaded = True
-        return str(self._upsert.sha)
+            self.client.script_load(_REPLACE_LUA)
+            self._scripts_loaded = True
+        return shas
+
+    def _evalsha(self, pipe: Any, sha: str, key: str, *args: Any) -> None:
+        """Queue a one-key script call in a pipeline. Sent as a plain EVALSHA command: redis-py's
+        cluster pipeline refuses its `evalsha` method (it cannot load scripts), yet sends an
+        EVALSHA command like any other; the scripts are loaded beforehand (`_load_scripts`).
+        """
+        pipe.execute_command("EVALSHA", sha, 1, key, *args, **self._routed(key))
+
+    def _routed(self, key: str) -> dict[str, Any]:
+        """On a cluster, the node that holds `key`, for a command whose keys redis-py cannot
+        find alone (EVALSHA, MEMORY USAGE): it would ask a server for them (COMMAND GETKEYS,
+        one round trip per command). Nothing on a single server."""
+        if not self._cluster:
+            return {}
+        return {"target_nodes": cast(Any, self.client).get_node_from_key(key)}
 
     def remove(self, keyed_posts: Iterable[tuple[str, Sequence[int]]]) -> None:
         """Remove posts from feeds, pipelined (a prefix stays a prefix)."""
@@ -230,10 +252,10 @@ class FeedCache:
         """Swap in whole feeds whose entries are text, "score post_id score post_id ...",
         each atomically, in one pipelined round trip; see `replace_cached_many`."""
         mode = "cached" if only_cached else "always"
+        sha = self._load_scripts()[1]
         with self.client.pipeline(transaction=False) as pipe:
             for key, text, truncated in feeds:
-                args: list[str | bytes] = [mode, TRUNCATED if truncated else COMPLETE, text]
-                self._replace_script(keys=[key], args=args, client=pipe)
+                self._evalsha(pipe, sha, key, mode, TRUNCATED if truncated else COMPLETE, text)
             return [bool(result) for result in pipe.execute()]
 
     def _replace(
@@ -251,7 +273,17 @@ class FeedCache:
             return [bool(found) for found in pipe.execute()]
 
     def delete(self, keys: Sequence[str]) -> int:
-        return int(self.client.delete(*keys)) if keys else 0
+        """Delete keys, one DEL each in a pipeline (no multi-key command: on a Redis Cluster
+        the keys live in different slots; the pipeline is split per node)."""
+        return self._per_key("delete", keys)
+
+    def _per_key(self, command: str, keys: Sequence[str]) -> int:
+        if not keys:
+            return 0
+        with self.client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                getattr(pipe, command)(key)
+            return sum(int(n) for n in pipe.execute())
 
     def sizes(self, keys: Sequence[str]) -> list[int | None]:
         """Entries (sentinel excluded) of each cached feed; None for a feed not cached."""
@@ -287,7 +319,7 @@ class FeedCache:
                 pipe.type(key)
                 pipe.zcard(key)
                 pipe.zrange(key, 0, 0, withscores=True)
-                pipe.memory_usage(key)
+                cast(Any, pipe).execute_command("MEMORY USAGE", key, **self._routed(key))
             results = pipe.execute(raise_on_error=False)
         facts = []
         for index, key in enumerate(keys):
@@ -306,14 +338,15 @@ class FeedCache:
 
     def trim(self, keys: Sequence[str]) -> None:
         """Trim cached feeds to the cap, keeping each an exact prefix (marked truncated)."""
+        sha = self._load_scripts()[0]
         with self.client.pipeline(transaction=False) as pipe:
             for key in keys:
-                self._upsert(keys=[key], args=[self.cap], client=pipe)
+                self._evalsha(pipe, sha, key, self.cap)
             pipe.execute()
 
     def unlink(self, keys: Sequence[str]) -> int:
-        """Drop keys without blocking the server on large ones."""
-        return int(self.client.unlink(*keys)) if keys else 0
+        """Drop keys without blocking the server on large ones (one UNLINK each, pipelined)."""
+        return self._per_key("unlink", keys)
 
     def members(self, key: str) -> tuple[list[tuple[int, float]], bytes] | None:
         """Every member of a cached feed, best first, and its sentinel; None when not cached."""
@@ -364,6 +397,11 @@ class FeedCache:
         )
         rest = [item for item in items if item[1] != boundary]
         return rest + [(int(m), float(s)) for m, s in tied]
+
+
+def _sha(script: str) -> str:
+    """A script's SHA1, as EVALSHA names it."""
+    return hashlib.sha1(script.encode()).hexdigest()
 
 
 def entries_text(entries: Sequence[tuple[int, float]]) -> str:

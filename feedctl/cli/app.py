@@ -54,7 +54,10 @@ def main_options(
         None, "--database-url", help="PostgreSQL URL (default: $FEEDCTL_DATABASE_URL, embedded)."
     ),
     redis_url: str | None = typer.Option(
-        None, "--redis-url", help="Redis URL (default: $FEEDCTL_REDIS_URL, embedded)."
+        None,
+        "--redis-url",
+        help="Redis URL: redis://host:port/0, or redis+cluster://host:port[,host:port...] "
+        "for a Redis Cluster (default: $FEEDCTL_REDIS_URL, embedded).",
     ),
     cap: int | None = typer.Option(
         None, "--cap", help="Items kept per cached feed (default 5000)."

@@ -21,7 +21,11 @@ def up(ctx: typer.Context) -> None:
 
     state = state_of(ctx)
     with open_database(state.settings, state.notice, autocommit=True) as conn:
-        applied = migrations.upgrade(conn, on_applied=lambda name: state.notice(f"applied {name}"))
+        applied = migrations.upgrade(
+            conn,
+            on_applied=lambda name: state.notice(f"applied {name}"),
+            feed_partitions=state.settings.feed_partitions,
+        )
     state.emit(
         {"applied": applied},
         lambda: stdout.print(

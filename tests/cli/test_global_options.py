@@ -24,6 +24,8 @@ RECIPES: dict[tuple[str, ...], list[str]] = {
     ("rank",): [],
     ("rank", "backfill"): ["--dry-run", "--heuristic", "{heuristic}"],
     ("rank", "explain"): ["{post_id}"],
+    ("rank", "evaluate"): ["--heuristic", "{heuristic}", "--moments", "3", "--resamples", "50"],
+    ("rank", "tune"): ["--space", "{space}", "--budget", "2", "--output", "{tuned}"],
     ("cache", "warm"): [],
     ("cache", "repair"): [],
     ("cache", "verify"): ["--sample", "5", "--seed", "1"],
@@ -100,7 +102,11 @@ def world(
         'version = "next"\nhalf_life_hours = 12\nreactions_weight = 2\n'
         "comments_weight = 1\nreputation_weight = 0.5\n"
     )
+    space = tmp_path / "space.toml"
+    space.write_text("[half_life_hours]\nvalues = [6.0, 48.0]\n")
     values = {
+        "space": space,
+        "tuned": tmp_path / "tuned.toml",
         "user_id": user_id,
         "community_id": community_id,
         "post_id": post_id,

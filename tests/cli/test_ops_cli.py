@@ -14,6 +14,8 @@ from typer.testing import Result
 
 from feedctl.jobs import runs as job_runs
 
+pytestmark = pytest.mark.redis_cluster_too  # each test on one server and on a cluster
+
 
 def log_lines(result: Result) -> list[dict[str, Any]]:
     return [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]

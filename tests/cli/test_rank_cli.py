@@ -57,6 +57,8 @@ def v2_file(tmp_path: Path) -> str:
         (["--heuristic", "H", "--rate-limit", "0"], "--rate-limit must be a positive"),
         (["--heuristic", "H", "--rate-limit", "nan"], "--rate-limit must be a positive"),
         (["--heuristic", "H", "--chunk-rows", "0"], "--chunk-rows must be at least 1"),
+        (["--heuristic", "H", "--method", "fast"], "--method must be one of auto, swap"),
+        (["--dry-run", "--heuristic", "H", "--method", "x"], "--method must be one of auto"),
         (["--resume", "--replace"], "--resume and --replace exclude each other"),
         (["--dry-run"], "--dry-run needs --heuristic FILE"),
         (["--dry-run", "--heuristic", "H", "--top", "0"], "--top must be at least 1"),
@@ -84,6 +86,13 @@ def test_dry_run_then_sharded_backfill_then_nightly(
     assert counts["dry_run"] is True
     assert counts["entries"] == counts["entries_changed"] == entries > 0
     assert 0 < counts["top_overlap_mean"] <= 1
+    assert counts["method"] == "swap"  # every score changes: auto would swap
+    small = invoke(
+        [*base_args, "--json", "rank", "backfill", "--heuristic", v2_file, "--dry-run",
+         "--method", "in-place", "--sample-feeds", "0"]
+    )  # fmt: skip
+    assert small.exit_code == 0, small.output
+    assert json.loads(small.stdout)["method"] == "in_place"
 
     first = invoke(
         [*base_args, "--json", "rank", "backfill", "--heuristic", v2_file, "--shard", "0/2"]
@@ -91,6 +100,7 @@ def test_dry_run_then_sharded_backfill_then_nightly(
     assert first.exit_code == 0, first.output
     report = json.loads(first.stdout)
     assert report["shard_done"] is True and report["backfill_done"] is False
+    assert report["method"] == "swap" and report["partitions_swapped"] == 8  # of 16
     assert "1 of 2 shards" in first.stderr
 
     assert_clean_error(invoke([*base_args, "rank"]), 2, "stored scores follow heuristic 'v2'")

@@ -11,12 +11,15 @@ from typing import Any
 
 import psycopg
 import pytest
-import redis
 from cli_runner import assert_clean_error, invoke
 
 from feedctl.cache.keys import FeedRef
 from feedctl.read.cursor import Pin, Position, encode_cursor
 from feedctl.read.cursor_secret import cursor_secrets
+
+from servers import redis_client
+
+pytestmark = pytest.mark.redis_cluster_too  # each test on one server and on a cluster
 
 
 def database_secret(database_url: str) -> str:
@@ -173,7 +176,7 @@ def test_warm_verify_corrupt_verify_repair(
     assert json.loads(clean.stdout)["feeds_compared"] == 120
 
     user_id = busiest_user(database_url)
-    client = redis.Redis.from_url(redis_server_url)
+    client = redis_client(redis_server_url)
     key = f"{redis_prefix}feed:u:{user_id}"
     top = client.zrange(key, -1, -1)[0]
     client.zincrby(key, 5.0, top)
@@ -269,7 +272,7 @@ def test_warm_a_community_warms_its_members_and_its_own_feed(
     report = json.loads(result.stdout)
     assert report["feeds_considered"] == members + 1
     assert report["feeds_written"] + report["feeds_skipped"] == members + 1
-    client = redis.Redis.from_url(redis_server_url)
+    client = redis_client(redis_server_url)
     assert client.exists(f"{redis_prefix}feed:c:{community_id}") == 1
     client.close()
     assert invoke([*seeded, "cache", "verify", "--sample", "1000"]).exit_code == 0

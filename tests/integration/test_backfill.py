@@ -1,5 +1,6 @@
-"""`rank backfill` against real PostgreSQL and Redis: every score, feed entry and cached feed
-ends under the new heuristic, shards are disjoint, stops resume, dry runs write nothing."""
+"""`rank backfill --method in-place` against real PostgreSQL and Redis: every score, feed
+entry and cached feed ends under the new heuristic, shards are disjoint, stops resume, dry
+runs write nothing. (The swap method: test_backfill_swap.py.)"""
 
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ from rank_world import (
     write_heuristic,
 )
 
+pytestmark = pytest.mark.redis_cluster_too  # each test on one server and on a cluster
+
 
 @pytest.fixture
 def world(ctx: Context) -> Context:
@@ -52,7 +55,7 @@ def entry_count(ctx: Context) -> int:
 
 def test_backfill_moves_every_score_entry_and_cached_feed(world: Context, v2: Heuristic) -> None:
     live = live_post_scores(world.conn)
-    report = run_backfill(world, v2, BackfillOptions(chunk_rows=700))
+    report = run_backfill(world, v2, BackfillOptions(method="in-place", chunk_rows=700))
     assert report.backfill_done and report.shard_done and not report.stopped
     assert report.posts_rescored == len(live)
     assert report.entries_updated == entry_count(world) > 2000
@@ -69,7 +72,7 @@ def test_backfill_moves_every_score_entry_and_cached_feed(world: Context, v2: He
 def test_nightly_rank_refuses_the_old_version_after_a_backfill(
     world: Context, v2: Heuristic
 ) -> None:
-    run_backfill(world, v2, BackfillOptions())
+    run_backfill(world, v2, BackfillOptions(method="in-place"))
     with pytest.raises(BadInputError, match="stored scores follow heuristic 'v2'"):
         run_rank(world)  # the default heuristic: it would rescore everything back
     edited = dataclasses.replace(v2, comments_weight=9.0)
@@ -80,7 +83,9 @@ def test_nightly_rank_refuses_the_old_version_after_a_backfill(
 
 def test_shards_split_users_and_finish_together(world: Context, v2: Heuristic) -> None:
     before = stored_feeds(world)
-    first = run_backfill(world, v2, BackfillOptions(shard=Shard(0, 2), chunk_rows=500))
+    first = run_backfill(
+        world, v2, BackfillOptions(method="in-place", shard=Shard(0, 2), chunk_rows=500)
+    )
     assert first.shard_done and not first.backfill_done
     assert first.shards_done == 1
     expected = expected_user_feeds(world.conn, V2)
@@ -91,8 +96,10 @@ def test_shards_split_users_and_finish_together(world: Context, v2: Heuristic) -
         else:
             assert feed == before[user_id]  # shard 1's users are untouched so far
     with pytest.raises(BadInputError, match="split into 2 shard"):
-        run_backfill(world, v2, BackfillOptions(shard=Shard(1, 3)))
-    second = run_backfill(world, v2, BackfillOptions(shard=Shard(1, 2), chunk_rows=500))
+        run_backfill(world, v2, BackfillOptions(method="in-place", shard=Shard(1, 3)))
+    second = run_backfill(
+        world, v2, BackfillOptions(method="in-place", shard=Shard(1, 2), chunk_rows=500)
+    )
     assert second.backfill_done and second.shards_done == 2
     assert second.posts_rescored == 0  # post_score was done once, by the first shard
     assert first.entries_updated + second.entries_updated == entry_count(world)
@@ -109,7 +116,7 @@ def stop_after(phase: str, chunks: int, stop: threading.Event) -> RecordingProgr
 
 def test_stopped_backfill_resumes_and_insists_on_resume(world: Context, v2: Heuristic) -> None:
     stop = threading.Event()
-    options = BackfillOptions(chunk_rows=500)
+    options = BackfillOptions(method="in-place", chunk_rows=500)
     report = run_backfill(world, v2, options, stop=stop, progress=stop_after("users", 2, stop))
     assert report.stopped and not report.shard_done and report.entries_updated > 0
     with pytest.raises(BadInputError, match="already started: pass --resume"):
@@ -129,11 +136,11 @@ def test_stopped_backfill_resumes_and_insists_on_resume(world: Context, v2: Heur
 
 def test_replace_abandons_an_unfinished_backfill(world: Context, v2: Heuristic) -> None:
     stop = threading.Event()
-    run_backfill(world, v2, BackfillOptions(chunk_rows=500), stop=stop,
+    run_backfill(world, v2, BackfillOptions(method="in-place", chunk_rows=500), stop=stop,
                  progress=stop_after("posts", 1, stop))  # fmt: skip
     v3 = {**V2, "version": "v3", "half_life_hours": 48.0}
     heuristic = load_heuristic(write_heuristic(world.settings.home.parent, v3))
-    report = run_backfill(world, heuristic, BackfillOptions(replace=True))
+    report = run_backfill(world, heuristic, BackfillOptions(method="in-place", replace=True))
     assert report.backfill_done
     states = world.conn.execute("SELECT state FROM rank_backfill ORDER BY id").fetchall()
     assert states == [("replaced",), ("done",)]
@@ -146,7 +153,7 @@ def test_nightly_rank_waits_for_the_post_phase_then_keeps_entries_right(
     """A nightly run between a backfill's chunks: refused while post_score is half done,
     allowed once it is done; the resumed backfill still ends exactly right."""
     stop = threading.Event()
-    options = BackfillOptions(chunk_rows=60)
+    options = BackfillOptions(method="in-place", chunk_rows=60)
     run_backfill(world, v2, options, stop=stop, progress=stop_after("posts", 1, stop))
     nightly = dataclasses.replace(world, heuristic=v2)
     with pytest.raises(FeedctlError, match="has not finished rescoring posts"):
@@ -176,7 +183,7 @@ def test_backfill_and_nightly_rank_exclude_each_other(world: Context, v2: Heuris
             except LockedError as exc:
                 failures.append(exc)
 
-    run_backfill(world, v2, BackfillOptions(chunk_rows=500), stop=stop,
+    run_backfill(world, v2, BackfillOptions(method="in-place", chunk_rows=500), stop=stop,
                  progress=RecordingProgress(nightly_during_backfill))  # fmt: skip
     assert len(failures) == 1 and "backfill shard" in str(failures[0])
 

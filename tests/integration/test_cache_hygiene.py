@@ -29,6 +29,8 @@ from feedctl.synth import SeedSpec, seed
 from drain import fan_out_everything
 from expected import expected_user_feeds
 
+pytestmark = pytest.mark.redis_cluster_too  # each test on one server and on a cluster
+
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 SPEC = SeedSpec(users=120, communities=4, posts=140, seed=5, now=NOW)
 

@@ -7,11 +7,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from feedctl.cache.feeds import COMPLETE, TRUNCATED, FeedCache
+
+from servers import redis_client
+
+pytestmark = pytest.mark.redis_cluster_too  # each test on one server and on a cluster
 
 CAP = 8
 SCORES = st.sampled_from([1.0, 2.0, 2.5, 3.0, 1e-9, 2500.123456789, -4.0])  # many ties
@@ -22,7 +25,7 @@ REMOVE = st.tuples(st.just("remove"), st.lists(POSTS, min_size=1, max_size=4))
 
 @pytest.fixture
 def cache(redis_server_url: str, redis_prefix: str) -> Iterator[FeedCache]:
-    client = redis.Redis.from_url(redis_server_url)
+    client = redis_client(redis_server_url)
     yield FeedCache(client, redis_prefix, CAP)
     client.close()
 

@@ -25,6 +25,7 @@ CONTRACT = {
         "deleted_at",
     },
     "feed_events": {"id", "kind", "post_id", "community_id", "user_id", "created_at"},
+    "post_engagements": {"user_id", "post_id", "kind", "created_at"},
     "feed_entry": {"user_id", "post_id", "score"},
     "feed_offset_state": {"consumer"},
 }

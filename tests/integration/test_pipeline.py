@@ -17,6 +17,8 @@ from feedctl.synth import SeedSpec, seed
 
 from expected import expected_community_feed, expected_user_feeds
 
+pytestmark = pytest.mark.redis_cluster_too  # each test on one server and on a cluster
+
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 SPEC = SeedSpec(users=300, communities=8, posts=300, seed=7, now=NOW)
 

@@ -15,6 +15,8 @@ from feedctl.pipelines.ranking.nightly import run_rank
 from expected import live_post_scores
 from rank_world import assert_world, build_world, run_cli
 
+pytestmark = pytest.mark.redis_cluster_too  # each test on one server and on a cluster
+
 
 @pytest.fixture
 def world(ctx: Context) -> Context:
@@ -45,11 +47,13 @@ def change_inputs(ctx: Context) -> None:
 
 
 def flushed_feed_entry_stats(ctx: Context) -> tuple[int, int]:
-    """(rows read by sequential scans, rows updated) of feed_entry, as of now."""
+    """(rows read by sequential scans, rows updated) of feed_entry's partitions, as of now."""
     ctx.conn.execute("SELECT pg_stat_force_next_flush()")
     ctx.conn.execute("SELECT pg_stat_clear_snapshot()")
     row = ctx.conn.execute(
-        "SELECT seq_tup_read, n_tup_upd FROM pg_stat_user_tables WHERE relname = 'feed_entry'"
+        "SELECT coalesce(sum(seq_tup_read), 0), coalesce(sum(n_tup_upd), 0) "
+        "FROM pg_stat_user_tables "
+        "WHERE relid IN (SELECT relid FROM pg_partition_tree('feed_entry'))"
     ).fetchone()
     assert row is not None
     return int(row[0]), int(row[1])

@@ -28,6 +28,8 @@ from expected import expected_community_feed, expected_user_feeds
 from processes import run_feedctl
 from progress_recorder import RecordingProgress
 
+pytestmark = pytest.mark.redis_cluster_too  # each test on one server and on a cluster
+
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 SPEC = SeedSpec(users=150, communities=4, posts=160, seed=17, now=NOW)
 

@@ -63,6 +63,9 @@ DUMPS = {
     "feed_events": (
         "SELECT id, kind, post_id, community_id, user_id, created_at FROM feed_events ORDER BY id"
     ),
+    "post_engagements": (
+        "SELECT * FROM post_engagements ORDER BY created_at, post_id, kind, user_id"
+    ),
 }
 
 
@@ -103,9 +106,16 @@ def test_progress_reports_rows_as_they_are_written(db: Connection) -> None:
     assert progress.phases() == ["seeding (rows)"]
     assert all(call[1] > 0 for call in progress.calls if call[0] == "advance")
     tables = {call[1] for call in progress.calls if call[0] == "status"}
-    assert tables == {"users", "communities", "memberships", "posts", "feed_events"}
+    assert tables == {
+        "users",
+        "communities",
+        "memberships",
+        "posts",
+        "feed_events",
+        "post_engagements",
+    }
     written = report.users + report.communities + report.memberships + report.posts
-    assert progress.done == {"seeding (rows)": written + report.events}
+    assert progress.done == {"seeding (rows)": written + report.events + report.engagements}
 
 
 # -------------------------------------------------------------------------- determinism
@@ -324,3 +334,54 @@ def test_bad_spec_is_rejected_before_writing(
     with pytest.raises(BadInputError):
         seed(conn, replace(SPEC, **change))
     assert scalar(conn, "SELECT count(*) FROM users") == report.users
+
+
+# ---------------------------------------------------------------------------- engagement
+
+
+def test_engagement_comes_from_members_while_the_post_is_live(
+    seeded: tuple[Connection, SeedReport],
+) -> None:
+    conn, report = seeded
+    assert report.engagements == scalar(conn, "SELECT count(*) FROM post_engagements") > 10_000
+    kinds = dict(conn.execute("SELECT kind, count(*) FROM post_engagements GROUP BY kind"))
+    assert set(kinds) == {"view", "reaction", "comment"}
+    assert kinds["view"] > kinds["reaction"] > kinds["comment"] > 0
+    outside = scalar(
+        conn,
+        "SELECT count(*) FROM post_engagements e JOIN posts p ON p.id = e.post_id"
+        " LEFT JOIN memberships m ON m.community_id = p.community_id AND m.user_id = e.user_id"
+        " WHERE m.user_id IS NULL OR e.created_at < p.created_at"
+        " OR e.created_at >= coalesce(p.deleted_at, %s)",
+        NOW,
+    )
+    assert outside == 0
+
+
+def test_engagement_follows_the_hidden_preference(seeded: tuple[Connection, SeedReport]) -> None:
+    """Posts with more reactions in their first hours draw more engagement afterwards, and
+    engagement decays with age (the true half-life is 12 hours, but reactions excite more)."""
+    conn, _ = seeded
+    early, late = one(
+        conn,
+        "SELECT count(*) FILTER (WHERE e.created_at < p.created_at + interval '2 days'),"
+        " count(*) FILTER (WHERE e.created_at >= p.created_at + interval '2 days')"
+        " FROM post_engagements e JOIN posts p ON p.id = e.post_id",
+    )
+    assert early > 2 * late
+    correlation = scalar(
+        conn,
+        "WITH per_post AS (SELECT p.id,"
+        "  count(*) FILTER (WHERE e.kind = 'reaction'"
+        "    AND e.created_at < p.created_at + interval '6 hours') AS before,"
+        "  count(*) FILTER (WHERE e.created_at >= p.created_at + interval '6 hours') AS after"
+        " FROM posts p LEFT JOIN post_engagements e ON e.post_id = p.id GROUP BY p.id)"
+        " SELECT corr(before, after) FROM per_post",
+    )
+    assert correlation > 0.3
+
+
+def test_no_engagement_when_not_asked(db: Connection) -> None:
+    report = seed(db, replace(SMALL, engagement=False))
+    assert report.engagements == 0
+    assert scalar(db, "SELECT count(*) FROM post_engagements") == 0

@@ -39,6 +39,8 @@ from feedctl.synth import SeedSpec, seed
 
 from drain import fan_out_everything
 
+pytestmark = pytest.mark.redis_cluster_too  # each test on one server and on a cluster
+
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 ACTIONS = (
     "post",

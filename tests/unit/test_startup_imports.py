@@ -21,7 +21,7 @@ from feedctl.cli.app import app
 from feedctl.errors import FeedctlError, ServiceUnavailableError
 from feedctl.server_errors import as_feedctl_error
 
-HEAVY = ("polars", "numpy", "psycopg", "redis", "prometheus_client")
+HEAVY = ("polars", "numpy", "psycopg", "redis", "prometheus_client", "matplotlib")
 HEAVY_FEEDCTL = ("feedctl.pipelines", "feedctl.synth", "feedctl.metrics")
 MARKER = "modules:"
 

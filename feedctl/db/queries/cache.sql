@@ -174,7 +174,10 @@ WITH desired AS MATERIALIZED (
           AND p.created_at >= coalesce(%(since)s::timestamptz, '-infinity')
     ) top
 ),
-before AS (SELECT count(*) AS entries FROM feed_entry WHERE user_id = ANY(%(ids)s)),
+present AS MATERIALIZED (
+    SELECT user_id, post_id FROM feed_entry WHERE user_id = ANY(%(ids)s)
+),
+before AS (SELECT count(*) AS entries FROM present),
 removed AS (
     DELETE FROM feed_entry fe
     WHERE fe.user_id = ANY(%(ids)s)
@@ -192,12 +195,15 @@ written AS (
     WHERE (fe.community_id, fe.author_id, fe.score, fe.created_at)
           IS DISTINCT FROM (excluded.community_id, excluded.author_id, excluded.score,
                             excluded.created_at)
-    RETURNING (xmax = 0) AS inserted
+    RETURNING fe.user_id, fe.post_id
+),
+counted AS (  -- a partitioned table has no xmax to tell inserts from updates
+    SELECT count(*) FILTER (WHERE pr.post_id IS NULL) AS added,
+           count(*) FILTER (WHERE pr.post_id IS NOT NULL) AS updated
+    FROM written w LEFT JOIN present pr ON pr.user_id = w.user_id AND pr.post_id = w.post_id
 )
 SELECT (SELECT entries FROM before), (SELECT count(*) FROM desired),
-       (SELECT count(*) FROM removed),
-       (SELECT count(*) FILTER (WHERE inserted) FROM written),
-       (SELECT count(*) FILTER (WHERE NOT inserted) FROM written)
+       (SELECT count(*) FROM removed), (SELECT added FROM counted), (SELECT updated FROM counted)
 
 -- rebuild_user_feeds_plan --
 What rebuilding several users' feeds would change, changing nothing: counts before, after, removed, added, updated, and the first changes (NULL score before: added; NULL after: removed).

@@ -18,6 +18,10 @@ SELECT pg_advisory_unlock(%(key)s)
 Every applied migration with its checksum.
 SELECT name, checksum, applied_at FROM feedctl_migrations ORDER BY name
 
+-- migration_settings --
+What a migration may read with current_setting(), for this transaction only.
+SELECT set_config('feedctl.feed_partitions', %(partitions)s, true)
+
 -- record_migration --
 Remember that a migration file was applied.
 INSERT INTO feedctl_migrations (name, checksum) VALUES (%(name)s, %(checksum)s)

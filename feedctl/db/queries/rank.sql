@@ -108,14 +108,14 @@ WHERE p.id = %(post_id)s
 -- backfill_unfinished --
 The unfinished backfill, if any, locked until the end of the transaction.
 SELECT id, heuristic_version, coefficients, shard_count, posts_done_at IS NOT NULL,
-       communities_done_at IS NOT NULL, started_at
+       communities_done_at IS NOT NULL, started_at, method
 FROM rank_backfill WHERE state = 'unfinished'
 FOR UPDATE
 
 -- backfill_create --
 Start a backfill towards a heuristic, in a number of shards.
-INSERT INTO rank_backfill (heuristic_version, coefficients, shard_count)
-VALUES (%(version)s, %(coefficients)s, %(shard_count)s)
+INSERT INTO rank_backfill (heuristic_version, coefficients, shard_count, method)
+VALUES (%(version)s, %(coefficients)s, %(shard_count)s, %(method)s)
 RETURNING id
 
 -- backfill_replace --
@@ -126,7 +126,7 @@ WHERE id = %(backfill_id)s AND state = 'unfinished'
 -- backfill_state --
 Where a backfill's post phase and community cache phase have got to.
 SELECT state, posts_after, posts_done_at IS NOT NULL, communities_after,
-       communities_done_at IS NOT NULL
+       communities_done_at IS NOT NULL, method, posts_changed, posts_rescored
 FROM rank_backfill WHERE id = %(backfill_id)s
 
 -- backfill_shard_join --
@@ -158,6 +158,11 @@ LIMIT %(limit)s
 How many posts have a stored score (the post phase's size), and how many are done.
 SELECT count(*), count(*) FILTER (WHERE post_id <= %(after)s) FROM post_score
 
+-- backfill_count_changed_posts --
+How many of the staged posts get another score than the stored one.
+SELECT count(*) FROM score_stage st JOIN post_score ps ON ps.post_id = st.post_id
+WHERE ps.score IS DISTINCT FROM st.score
+
 -- backfill_update_post_scores --
 Store the staged scores and inputs of posts that still have a score (never resurrect one).
 UPDATE post_score ps
@@ -169,12 +174,14 @@ WHERE ps.post_id = st.post_id
 -- backfill_advance_posts --
 Move the post phase's position, in the transaction of the scores it covers.
 UPDATE rank_backfill
-SET posts_after = %(after)s, posts_rescored = posts_rescored + %(rescored)s
+SET posts_after = %(after)s, posts_rescored = posts_rescored + %(rescored)s,
+    posts_changed = posts_changed + %(changed)s
 WHERE id = %(backfill_id)s AND state = 'unfinished'
 
 -- backfill_posts_done --
-Every stored score follows the backfill's heuristic.
-UPDATE rank_backfill SET posts_done_at = now()
+Every stored score follows the backfill's heuristic; an 'auto' method becomes the one chosen.
+UPDATE rank_backfill
+SET posts_done_at = now(), method = CASE WHEN method = 'auto' THEN %(method)s ELSE method END
 WHERE id = %(backfill_id)s AND state = 'unfinished' AND posts_done_at IS NULL
 
 -- backfill_community_ids --
@@ -247,6 +254,83 @@ UPDATE rank_backfill b SET state = 'done', finished_at = now()
 WHERE b.id = %(backfill_id)s AND b.state = 'unfinished' AND b.communities_done_at IS NOT NULL
   AND (SELECT count(*) FROM rank_backfill_shard sh
        WHERE sh.backfill_id = b.id AND sh.done_at IS NOT NULL) = b.shard_count
+
+-- feed_partitions --
+feed_entry's hash partitions in remainder order: name, modulus, remainder (none when unpartitioned).
+SELECT c.relname::text, b.modulus, b.remainder
+FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+CROSS JOIN LATERAL feedctl_feed_partition_bound(c.relname::text) b
+WHERE i.inhparent = to_regclass('feed_entry')
+ORDER BY b.remainder
+
+-- backfill_partition_join --
+Take a feed_entry partition into a swap backfill (a no-op when it has a row already).
+INSERT INTO rank_backfill_partition (backfill_id, partition_name)
+VALUES (%(backfill_id)s, %(partition)s)
+ON CONFLICT (backfill_id, partition_name) DO NOTHING
+
+-- backfill_partition_state --
+Where one partition of a swap backfill has got to: swapped, cache position, done, rows.
+SELECT swapped_at IS NOT NULL, cache_after, done_at IS NOT NULL, rows_written
+FROM rank_backfill_partition
+WHERE backfill_id = %(backfill_id)s AND partition_name = %(partition)s
+
+-- swap_leftovers --
+Partitions of feed_entry with a rewrite a killed or replaced run left unfinished (a logging trigger or a new table).
+SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+WHERE i.inhparent = to_regclass('feed_entry')
+  AND (EXISTS (SELECT 1 FROM pg_trigger t
+               WHERE t.tgrelid = c.oid AND t.tgname = 'feedctl_swap_log')
+       OR to_regclass(quote_ident(c.relname || '_swap')) IS NOT NULL)
+ORDER BY 1
+
+-- swap_abandon --
+Drop an unfinished rewrite of a partition: its new table, trigger and log.
+SELECT feedctl_swap_abandon(%(partition)s)
+
+-- swap_prepare --
+Log the keys written to a partition from now on (dropping any unfinished rewrite of it).
+SELECT feedctl_swap_prepare(%(partition)s)
+
+-- swap_build --
+Rewrite a partition into a new table with its posts' stored scores, and index it.
+SELECT feedctl_swap_build(%(partition)s)
+
+-- swap_catch_up --
+Replay into the new table the keys written to the partition since the rewrite began.
+SELECT feedctl_swap_catch_up(%(partition)s)
+
+-- swap_lock_timeout --
+How long the swap waits for feed_entry's lock before giving up, for this transaction.
+SELECT set_config('lock_timeout', %(timeout)s, true)
+
+-- swap_finish --
+Under feed_entry's lock: replay the last keys, swap the new table in for the partition.
+SELECT feedctl_swap_finish(%(partition)s)
+
+-- backfill_partition_swapped --
+Record a partition's swap, in the transaction of the swap (only while the backfill is unfinished).
+UPDATE rank_backfill_partition bp SET swapped_at = now(), rows_written = %(rows)s
+FROM rank_backfill b
+WHERE bp.backfill_id = %(backfill_id)s AND bp.partition_name = %(partition)s
+  AND b.id = bp.backfill_id AND b.state = 'unfinished'
+
+-- backfill_partition_users --
+Users whose feed entries one hash partition holds, after a user id, one page.
+SELECT id FROM users
+WHERE id > %(after)s
+  AND satisfies_hash_partition('feed_entry'::regclass, %(modulus)s, %(remainder)s, id)
+ORDER BY id LIMIT %(limit)s
+
+-- backfill_partition_cache --
+A swapped partition's cached user feeds are rewritten up to this user id.
+UPDATE rank_backfill_partition SET cache_after = %(upto)s
+WHERE backfill_id = %(backfill_id)s AND partition_name = %(partition)s
+
+-- backfill_partition_done --
+A partition's entries and cached feeds all follow the backfill's heuristic.
+UPDATE rank_backfill_partition SET done_at = now()
+WHERE backfill_id = %(backfill_id)s AND partition_name = %(partition)s AND done_at IS NULL
 
 -- preview_create --
 A session-private table of the scores a heuristic would give (for a dry run).

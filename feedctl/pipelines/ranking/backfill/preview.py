@@ -2,7 +2,8 @@
 
 Every scored post is scored under the new heuristic into a session-private temporary
 table; the shard's feed entries are compared with it chunk by chunk (read-only), and a
-sample of feeds has its top items compared before and after.
+sample of feeds has its top items compared before and after. It also says which method
+the backfill would write entries with (`swap` or `in_place`, by the same rule).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from feedctl.errors import BadInputError
 from feedctl.pipelines.ranking import versions as heuristic_versions
 from feedctl.pipelines.ranking.backfill.run import END, FIRST_USERS, START, next_chunk_users
 from feedctl.pipelines.ranking.backfill.shards import Shard
+from feedctl.pipelines.ranking.backfill.swap import METHODS, choose_method, feed_partitions
 from feedctl.pipelines.ranking.backfill.throttle import Throttle
 from feedctl.pipelines.ranking.scores import inputs_frame
 from feedctl.progress import SILENT, Progress
@@ -33,8 +35,12 @@ class PreviewOptions:
     top: int = 20  # how many top items
     rate_limit: float | None = None  # rows read per second, at most
     chunk_rows: int = 20_000  # rows (posts, or feed entries) per chunk, about
+    method: str = "auto"  # the method the backfill would be started with
 
     def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            choices = ", ".join(METHODS)
+            raise BadInputError(f"--method must be one of {choices}, got {self.method!r}")
         if self.sample_feeds < 0:
             raise BadInputError(f"--sample-feeds must be 0 or more, got {self.sample_feeds}")
         if self.top < 1:
@@ -52,6 +58,7 @@ class BackfillPreview:
     shard: str
     posts: int = 0  # scored live posts
     posts_changed: int = 0  # whose score would change
+    method: str = ""  # how the backfill would write entries: swap or in_place
     entries: int = 0  # feed entries of the shard's users
     entries_changed: int = 0  # whose score would change
     feeds_sampled: int = 0
@@ -84,6 +91,12 @@ def preview_backfill(
     )
     throttle = Throttle(options.rate_limit, stop.wait)
     _score_posts(ctx, heuristic, options, preview, throttle, stop, progress)
+    preview.method = choose_method(
+        options.method,
+        partitioned=bool(feed_partitions(ctx.conn)),
+        changed=preview.posts_changed,
+        total=preview.posts,
+    )
     if not stop.is_set():
         _count_entries(ctx, options, preview, throttle, stop, progress)
     if not stop.is_set():

@@ -7,9 +7,13 @@ run killed anywhere and resumed ends exactly where one uninterrupted run would:
    backfill, by whichever shard gets there first; the other shards wait for it. From its
    first chunk on, fan-out copies the new scores into new feed entries.
 2. communities: every cached community feed rewritten from PostgreSQL.
-3. entries, one shard at a time (`--shard i/N`: users with user_id mod N = i): the feed
-   entries of a chunk of the shard's users take their post's stored score, in place, then
-   the cached feeds of those users are rewritten from PostgreSQL.
+3. entries, one shard at a time, by one of two methods (chosen when the post phase is done,
+   docs/decisions/0032):
+   - swap (many scores changed, feed_entry partitioned): each of the shard's partitions
+     (`--shard i/N`: remainders mod N = i) is rewritten into a new table with its posts'
+     stored scores and swapped in, then its users' cached feeds are rewritten;
+   - in place (few changed): the feed entries of a chunk of the shard's users (user_id
+     mod N = i) take their post's stored score, then their cached feeds are rewritten.
 
 Because every entry copies `post_score`, which the nightly rank and fan-out also keep up
 to date, an entry is right whenever it is synced, however long the backfill takes.
@@ -36,9 +40,20 @@ from feedctl.db.locks import advisory_lock
 from feedctl.db.sql_blocks import query
 from feedctl.errors import BadInputError, FeedctlError, LockedError
 from feedctl.faults import checkpoint
+from feedctl.pipelines.alongside import alongside
 from feedctl.pipelines.cache.writes import CacheReport, chunked, refresh_cached
 from feedctl.pipelines.ranking import versions as heuristic_versions
 from feedctl.pipelines.ranking.backfill.shards import Shard
+from feedctl.pipelines.ranking.backfill.swap import (
+    METHODS,
+    Partition,
+    abandon_leftovers,
+    choose_method,
+    feed_partitions,
+    shard_partitions,
+    swap_in,
+    swap_rewrite,
+)
 from feedctl.pipelines.ranking.backfill.throttle import Throttle, check_rate
 from feedctl.pipelines.ranking.nightly import RANK_LOCK
 from feedctl.pipelines.ranking.scores import inputs_frame, stage_scores
@@ -72,9 +87,13 @@ class BackfillOptions:
     replace: bool = False
     rate_limit: float | None = None  # rows written per second, at most
     chunk_rows: int = 20_000  # rows (posts, or feed entries) per transaction, about
+    method: str = "auto"  # how entries are written: auto, swap or in-place (at the start)
 
     def __post_init__(self) -> None:
         check_rate(self.rate_limit)
+        if self.method not in METHODS:
+            choices = ", ".join(METHODS)
+            raise BadInputError(f"--method must be one of {choices}, got {self.method!r}")
         if self.chunk_rows < 1:
             raise BadInputError("--chunk-rows must be at least 1")
         if self.resume and self.replace:
@@ -90,7 +109,11 @@ class BackfillReport:
     shard: str
     resumed: bool = False
     posts_rescored: int = 0
-    entries_updated: int = 0
+    posts_changed: int = 0  # of the whole backfill: posts whose score changed
+    method: str = ""  # how entries are written: swap or in_place (once the posts are done)
+    entries_updated: int = 0  # in place: entries changed; swap: entries rewritten
+    partitions_swapped: int = 0
+    entries_replayed: int = 0  # swap: keys written meanwhile, replayed into the new tables
     users_covered: int = 0  # users of this shard whose entries this run synced
     chunks: int = 0
     feeds_rewritten: int = 0  # cached feeds rewritten from PostgreSQL
@@ -148,7 +171,12 @@ def run_backfill(
             ctx, backfill_id, target, options.shard, options, report, throttle, stop, progress
         )
         if _post_phases(run) and not stop.is_set():
-            _entry_phase(run)
+            _, _, _, _, method, changed = _posts_state(run)
+            report.method, report.posts_changed = method, changed
+            if method == "swap":
+                _swap_phase(run)
+            else:
+                _entry_phase(run)
         report.stopped = stop.is_set() and not report.shard_done
         _finish(run)
     report.seconds = time.perf_counter() - started
@@ -221,6 +249,8 @@ def _open_in_transaction(
             "give --heuristic FILE to start a backfill, or --resume to continue one"
         )
     heuristic_versions.record(conn, heuristic)
+    if options.method == "swap" and not feed_partitions(conn):
+        raise BadInputError("--method swap needs a partitioned feed_entry (see docs/scaling.md)")
     if unfinished is not None and not options.replace:
         backfill_id, target, shard_count = unfinished
         if target != heuristic:
@@ -246,6 +276,7 @@ def _open_in_transaction(
             "version": heuristic.version,
             "coefficients": Jsonb(heuristic.coefficients()),
             "shard_count": shard.count,
+            "method": "in_place" if options.method == "in-place" else options.method,
         },
     ).fetchone()
     assert created is not None
@@ -266,7 +297,7 @@ def _require_shard_count(backfill_id: int, shard_count: int, shard: Shard) -> No
 
 def _post_phases(run: _Run) -> bool:
     """Make sure post_score and cached community feeds are done; False if stopped first."""
-    _, posts_done, _, communities_done = _posts_state(run)
+    _, posts_done, _, communities_done, _, _ = _posts_state(run)
     if posts_done and communities_done:
         return True
     waited = time.perf_counter()
@@ -285,17 +316,17 @@ def _post_phases(run: _Run) -> bool:
                 return False
 
 
-def _posts_state(run: _Run) -> tuple[int, bool, int, bool]:
-    """(posts_after, posts done, communities_after, communities done)."""
+def _posts_state(run: _Run) -> tuple[int, bool, int, bool, str, int]:
+    """(posts_after, posts done, communities_after, communities done, method, posts changed)."""
     row = run.ctx.conn.execute(query("backfill_state"), {"backfill_id": run.backfill_id}).fetchone()
     assert row is not None
     if row[0] == "replaced":
         raise BackfillReplacedError(f"backfill #{run.backfill_id} was replaced by a newer one")
-    return int(row[1]), bool(row[2]), int(row[3]), bool(row[4])
+    return int(row[1]), bool(row[2]), int(row[3]), bool(row[4]), str(row[5]), int(row[6])
 
 
 def _post_phases_locked(run: _Run) -> bool:
-    after, posts_done, communities_after, communities_done = _posts_state(run)
+    after, posts_done, communities_after, communities_done, _, _ = _posts_state(run)
     if not posts_done and not _rescore_posts(run, after):
         return False
     return communities_done or _rewrite_communities(run, communities_after)
@@ -312,7 +343,7 @@ def _rescore_posts(run: _Run, after: int) -> bool:
         rows = conn.execute(query("backfill_post_inputs"), {"after": after, "limit": limit})
         inputs = inputs_frame(rows.fetchall())
         if inputs.is_empty():
-            conn.execute(query("backfill_posts_done"), {"backfill_id": run.backfill_id})
+            _posts_done(run)
             return True
         scored = score_frame(inputs, run.heuristic)
         last = int(scored["post_id"][-1])
@@ -325,11 +356,34 @@ def _rescore_posts(run: _Run, after: int) -> bool:
     return False
 
 
+def _posts_done(run: _Run) -> None:
+    """Close the post phase and settle an 'auto' method from how many scores changed."""
+    conn = run.ctx.conn
+    with conn.transaction():
+        row = conn.execute(query("backfill_state"), {"backfill_id": run.backfill_id}).fetchone()
+        assert row is not None
+        method = choose_method(
+            "auto",
+            partitioned=bool(feed_partitions(conn)),
+            changed=int(row[6]),
+            total=int(row[7]),
+        )
+        conn.execute(
+            query("backfill_posts_done"), {"backfill_id": run.backfill_id, "method": method}
+        )
+
+
 def _store_post_chunk(run: _Run, scored: pl.DataFrame, last: int) -> None:
     conn = run.ctx.conn
     stage_scores(conn, scored)
+    found = conn.execute(query("backfill_count_changed_posts")).fetchone()
     conn.execute(query("backfill_update_post_scores"), {"version": run.heuristic.version})
-    params = {"backfill_id": run.backfill_id, "after": last, "rescored": scored.height}
+    params = {
+        "backfill_id": run.backfill_id,
+        "after": last,
+        "rescored": scored.height,
+        "changed": int(found[0]) if found else 0,
+    }
     if conn.execute(query("backfill_advance_posts"), params).rowcount != 1:
         raise BackfillReplacedError(f"backfill #{run.backfill_id} was replaced by a newer one")
     checkpoint("backfill.posts_before_commit")
@@ -373,6 +427,7 @@ def _rewrite_cached(run: _Run, feeds: list[FeedRef]) -> None:
 
 def _entry_phase(run: _Run) -> None:
     conn = run.ctx.conn
+    abandon_leftovers(conn)
     params = _shard_params(run)
     row = conn.execute(query("backfill_shard_state"), params).fetchone()
     assert row is not None
@@ -458,6 +513,109 @@ def _rewrite_users_between(run: _Run, after: int, upto: int) -> None:
             _rewrite_cached(run, [user_feed(i) for i in chunk])
         position = ids[-1]
     conn.execute(query("backfill_advance_shard_cache"), {**_shard_params(run), "upto": upto})
+
+
+# ---------------------------------------------------------------------- partition swaps
+
+
+PARTITION_USERS_PAGE = 2_000  # user ids read per page when rewriting a partition's caches
+
+
+def _swap_phase(run: _Run) -> None:
+    """Rewrite and swap in each of the shard's partitions; a worker thread on a second
+    connection rewrites the cached feeds of each swapped partition's users meanwhile (the
+    rewrite runs inside PostgreSQL, the cache writes in this process and Redis)."""
+    conn = run.ctx.conn
+    row = conn.execute(query("backfill_shard_state"), _shard_params(run)).fetchone()
+    if row is not None and bool(row[2]):
+        run.report.shard_done = True
+        return
+    partitions = shard_partitions(feed_partitions(conn), run.shard)
+    run.progress.phase("partitions", len(partitions))
+    run.throttle.restart()
+    finished: list[str] = []
+    with run.ctx.second_connection() as cache_conn:
+        cache_run = dataclasses.replace(run, ctx=dataclasses.replace(run.ctx, conn=cache_conn))
+
+        def caches(item: tuple[Partition, int]) -> None:
+            partition, after = item
+            if _rewrite_partition_users(cache_run, partition, after):
+                params = {"backfill_id": run.backfill_id, "partition": partition.name}
+                cache_conn.execute(query("backfill_partition_done"), params)
+                finished.append(partition.name)
+
+        with alongside(caches, depth=1, name="feedctl-backfill-caches") as worker:
+            for partition in partitions:
+                if run.stop.is_set():
+                    break
+                after = _swap_partition(run, partition)
+                if after is None:
+                    break
+                if after != DONE:
+                    worker.put((partition, after))
+                else:
+                    finished.append(partition.name)
+                run.progress.advance(1)
+    if len(finished) == len(partitions) and not run.stop.is_set():
+        conn.execute(query("backfill_shard_done"), _shard_params(run))
+        run.report.shard_done = True
+
+
+DONE = END  # a partition's cache position once its cached feeds are all rewritten
+
+
+def _swap_partition(run: _Run, partition: Partition) -> int | None:
+    """Rewrite and swap in one partition unless a previous run did. Returns the user id
+    after which its cached feeds still need rewriting (DONE: the partition is done), or
+    None if stopped before the swap."""
+    conn = run.ctx.conn
+    params = {"backfill_id": run.backfill_id, "partition": partition.name}
+    conn.execute(query("backfill_partition_join"), params)
+    row = conn.execute(query("backfill_partition_state"), params).fetchone()
+    assert row is not None
+    swapped, cache_after, done = bool(row[0]), int(row[1]), bool(row[2])
+    if done:
+        return DONE
+    if not swapped:
+        rows, replayed = swap_rewrite(conn, partition)
+        run.progress.status(f"{partition.name}: {rows:,} entries rewritten")
+
+        def record() -> None:
+            found = conn.execute(query("backfill_partition_swapped"), {**params, "rows": rows})
+            if found.rowcount != 1:
+                raise BackfillReplacedError(
+                    f"backfill #{run.backfill_id} was replaced by a newer one"
+                )
+
+        replayed_later = swap_in(conn, partition, record, run.stop)
+        if replayed_later is None:
+            return None
+        checkpoint("backfill.swap_committed")
+        run.report.entries_updated += rows
+        run.report.partitions_swapped += 1
+        run.report.entries_replayed += replayed + replayed_later
+        run.report.chunks += 1
+        run.report.seconds_waiting += run.throttle.pace(rows)
+    return cache_after
+
+
+def _rewrite_partition_users(run: _Run, partition: Partition, after: int) -> bool:
+    """Rewrite the cached feeds of a swapped partition's users after a user id."""
+    conn = run.ctx.conn
+    params = {"backfill_id": run.backfill_id, "partition": partition.name}
+    bound = {"modulus": partition.modulus, "remainder": partition.remainder}
+    while not run.stop.is_set():
+        page = {**bound, "after": after, "limit": PARTITION_USERS_PAGE}
+        ids = [r[0] for r in conn.execute(query("backfill_partition_users"), page)]
+        if not ids:
+            return True
+        for chunk in chunked(ids, _feeds_per_write(run)):
+            _rewrite_cached(run, [user_feed(i) for i in chunk])
+            checkpoint("backfill.users_page")
+        after = ids[-1]
+        conn.execute(query("backfill_partition_cache"), {**params, "upto": after})
+        run.report.users_covered += len(ids)
+    return False
 
 
 def next_chunk_users(users: int, updated: int, target: int) -> int:
