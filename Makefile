@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Every dependency pinned (with the dev and embedded extras), so each clone installs the
+# Every dependency pinned (with the dev, embedded and serve extras), so each clone installs the
 # same versions. After changing dependencies in pyproject.toml, run `make lock`.
 LOCK := requirements.lock
 
@@ -24,7 +24,7 @@ lock:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet uv
 	UV_CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/uv pip compile pyproject.toml \
-		--extra dev --extra embedded --python-version 3.11 --universal --quiet \
+		--extra dev --extra embedded --extra serve --python-version 3.11 --universal --quiet \
 		$(LOCK_FLAGS) -o $(LOCK)
 
 # promtool and prometheus-pushgateway for the alert-rule and Pushgateway tests: installed
@@ -51,9 +51,11 @@ bench: $(STAMP)
 	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done
 
 # docs/cli.md: every command's --help, written again from the commands themselves
-# (tests/unit/test_docs.py fails when it is stale).
+# (tests/unit/test_docs.py fails when it is stale); docs/openapi.json: the HTTP API's schema
+# (tests/unit/test_openapi_doc.py).
 docs: $(STAMP)
 	$(BIN)/python scripts/cli_doc.py
+	$(BIN)/python scripts/openapi_doc.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

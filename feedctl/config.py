@@ -57,6 +57,9 @@ class Settings:
     # random secret `migrate up` stored in PostgreSQL.
     cursor_secret: tuple[str, ...] = dataclasses.field(default=(), repr=False)
     jobs_dir: Path | None = None
+    # The bearer token `feedctl serve` requires on its rebuild routes (at least 16
+    # characters). Unset: those routes are refused.
+    api_token: str | None = dataclasses.field(default=None, repr=False)
     # How long a post stays in feeds: a duration (30d, 12h, 2w), or 0 to keep everything.
     feed_retention: str = "30d"
     # How many hash partitions of user_id `migrate up` gives feed_entry when it creates
@@ -151,6 +154,8 @@ def _coerce(key: str, value: Any, source: str, *, typed: bool = False) -> Any:
         raise ConfigError(f"{where}: expected a string, got {value!r}")
     if kind == "str | None" and value == "":
         return None
+    if key == "api_token" and len(value) < MIN_SECRET_CHARS:
+        raise ConfigError(f"{where}: the token must be at least {MIN_SECRET_CHARS} characters")
     return value
 
 

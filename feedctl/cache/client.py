@@ -10,7 +10,7 @@ pipelines per node (redis-py's RedisCluster).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
@@ -116,26 +116,31 @@ class _ClusterOnDemand:
             self._client.close()
 
 
-def _cluster_client(url: str) -> RedisClient:
+def _cluster_client(url: str, extra: Mapping[str, Any]) -> RedisClient:
     nodes, options = parse_cluster_url(url)
+    chosen = {**options, **_TIMEOUTS, **extra}
 
     def make() -> RedisCluster:
         return RedisCluster(
             startup_nodes=[ClusterNode(host, port) for host, port in nodes],  # type: ignore[no-untyped-call]
-            **options,
-            **_TIMEOUTS,
+            **chosen,
         )
 
     return cast(RedisClient, _ClusterOnDemand(make))
 
 
-def connect_redis(url: str, *, check: bool = True) -> RedisClient:
-    """A client for `url`; with `check`, PING it and fail clearly when it does not answer."""
+def connect_redis(
+    url: str, *, check: bool = True, options: Mapping[str, Any] | None = None
+) -> RedisClient:
+    """A client for `url`; with `check`, PING it and fail clearly when it does not answer.
+
+    `options` are client options over the defaults (time-outs, retry), for either kind."""
+    extra = dict(options or {})
     try:
         if is_cluster_url(url):
-            client = _cluster_client(url)
+            client = _cluster_client(url, extra)
         else:
-            client = redis.Redis.from_url(url, **_TIMEOUTS)
+            client = redis.Redis.from_url(url, **{**_TIMEOUTS, **extra})
     except ValueError as exc:
         raise ConfigError(f"Redis URL is malformed: {exc}") from None
     if check:

@@ -18,6 +18,7 @@ from feedctl.cli import (
     rank,
     rebuild,
     seed,
+    serve,
     services,
     status,
 )
@@ -93,6 +94,7 @@ app.command("expire")(expire.expire)
 app.command("seed")(seed.seed)
 app.command("demo")(demo.demo)
 app.command("status")(status.status)
+app.command("serve")(serve.serve)
 
 
 def main() -> None:

@@ -41,6 +41,7 @@ RECIPES: dict[tuple[str, ...], list[str]] = {
     ("seed",): ["--users", "30", "--communities", "2", "--posts", "20", "--seed", "3"],
     ("demo",): ["--users", "30", "--communities", "2", "--posts", "20"],
     ("status",): [],
+    ("serve",): ["--check"],  # it never binds (the server itself runs in tests/integration)
 }
 # Read-only commands whose output must be identical whichever position --json takes.
 READ_ONLY = {

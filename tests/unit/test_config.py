@@ -374,3 +374,17 @@ def test_config_file_is_absolute_and_not_a_key(workdir: Path) -> None:
     assert load_settings(None, None, {"FEEDCTL_CONFIG_FILE": "/x.toml"}).config_file is None
     with pytest.raises(ConfigError, match="unknown setting 'config_file'"):
         load_settings(None, {"config_file": "/x.toml"}, NO_ENV)
+
+
+def test_the_api_token_is_read_kept_out_of_repr_and_must_be_long(tmp_path: Path) -> None:
+    token = "t" * 24
+    settings = load_settings(None, environ={"FEEDCTL_API_TOKEN": token})
+    assert settings.api_token == token
+    assert token not in repr(settings)
+    assert load_settings(None, environ={}).api_token is None
+    with pytest.raises(ConfigError, match="at least 16 characters"):
+        load_settings(None, environ={"FEEDCTL_API_TOKEN": "short"})
+    config = tmp_path / "feedctl.toml"
+    config.write_text('api_token = "short"\n')
+    with pytest.raises(ConfigError, match="api_token"):
+        load_settings(config, environ={})

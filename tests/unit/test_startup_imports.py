@@ -21,7 +21,16 @@ from feedctl.cli.app import app
 from feedctl.errors import FeedctlError, ServiceUnavailableError
 from feedctl.server_errors import as_feedctl_error
 
-HEAVY = ("polars", "numpy", "psycopg", "redis", "prometheus_client", "matplotlib")
+HEAVY = (
+    "polars",
+    "numpy",
+    "psycopg",
+    "redis",
+    "prometheus_client",
+    "matplotlib",
+    "fastapi",
+    "uvicorn",
+)
 HEAVY_FEEDCTL = ("feedctl.pipelines", "feedctl.synth", "feedctl.metrics")
 MARKER = "modules:"
 
@@ -52,6 +61,7 @@ def heavy(modules: list[str], roots: tuple[str, ...]) -> list[str]:
         ["rank", "backfill", "--help"],
         ["cache", "verify", "--help"],
         ["feed", "user", "--help"],
+        ["serve", "--help"],
     ],
     ids=" ".join,
 )
@@ -84,6 +94,15 @@ def test_python_m_feedctl_version_imports_none_of_them() -> None:
     assert output.strip() == "feedctl 0.1.0"
     assert heavy(modules, HEAVY + HEAVY_FEEDCTL) == []
     assert heavy(modules, ("rich",)) == []  # the consoles are made at their first use
+
+
+def test_import_feedctl_loads_no_client_until_asked() -> None:
+    """`feedctl.Client` is exported by a module __getattr__: importing the package loads
+    neither the client nor its server libraries."""
+    modules, _ = imported_by("import feedctl")
+    assert heavy(modules, (*HEAVY, "psycopg_pool", "feedctl.client")) == []
+    modules, _ = imported_by("import feedctl\nfeedctl.Client")
+    assert "feedctl.client" in modules and "psycopg_pool" in modules
 
 
 def test_feed_user_path_imports_no_polars_numpy_or_prometheus() -> None:

@@ -102,3 +102,7 @@ SELECT count(*) FROM users WHERE last_active_at >= %(since)s
 -- sample_active_users --
 A uniform random sample of the users active since a time.
 SELECT id FROM users WHERE last_active_at >= %(since)s ORDER BY random() LIMIT %(limit)s
+
+-- ping --
+Whether PostgreSQL answers (readiness of `feedctl serve`).
+SELECT 1
