@@ -9,12 +9,15 @@ limits measured in the same run.
    --no-heavy leaves them out); every post scored by `run_rank`, and feed_entry written in
    one INSERT ... SELECT sorted by (user_id, post_id), indexes built after.
 2. Warms every user's feed into an empty Redis with `cache_warm.warm` (feeds/s, entries/s,
-   peak memory), and checks a sample of cached feeds against PostgreSQL with `cache verify`.
+   peak memory; Redis memory per cached entry, the feeds' fences included, against the
+   121 B measured before fences), and checks a sample of cached feeds against PostgreSQL
+   with `cache verify`.
 3. The limit: pipelined multi-member ZADD (redis-py, one ZADD per feed key) of 1,000,000 of
    the same members into fresh keys; with a private Redis, also `redis-benchmark` ZADD -P 64.
 4. Cached pages: --pages random users' first page of 20 and the page after it, through
    `FeedReader` (every item checked against PostgreSQL, as in production), for feeds under
-   the cap and for feeds over it. Floor: a raw ZREVRANGE of 20 members.
+   the cap and for feeds over it. Floor: a raw ZREVRANGE of 20 members; each kind of page's
+   p99 against the floor's (target: at most 3 times).
 5. Cold pages: --cold random users whose cached feed is deleted first; the page comes from
    PostgreSQL and the read fills the cache (up to `cap` entries), as in production, for
    both kinds of feed. Floor: a raw indexed SELECT of 20 feed_entry rows.
@@ -51,6 +54,7 @@ import redis
 from benchlib.measure import current_rss_mb, hwm_rss_mb, reset_peak_rss, verdict
 from benchlib.servers import bench_target, delete_keys, note
 
+from feedctl.cache.feeds import fence_keys
 from feedctl.config import Settings
 from feedctl.context import Context, open_context
 from feedctl.db.feed_tops import text_top_batches
@@ -81,6 +85,9 @@ ZADD_MEMBERS: Final = 1_000  # members per ZADD command
 ZADD_PIPELINE_MEMBERS: Final = 10_000  # members per pipeline execute
 VERIFY_SAMPLE: Final = 500
 WARM_TARGET: Final = 0.5
+FLOOR_P99_TARGET: Final = 3.0  # cached page p99 at most this many times the ZREVRANGE floor
+BYTES_TODAY: Final = 121  # Redis bytes per cached entry before this change (MEASURED.md)
+BYTES_TARGET: Final = 2 * BYTES_TODAY
 CACHED_P99_MS: Final = 2.0
 COLD_P99_MS: Final = 20.0
 
@@ -204,6 +211,12 @@ class Warm:
     limit_seconds: float  # ... measured on a random sample of them
     swap_entries: int  # the warm's own swap script fed from memory (Redis alone) ...
     swap_seconds: float  # ... on the same sample
+    redis_bytes: int  # Redis `used_memory` the warm added (feeds, and their fences)
+    fence_bytes: float  # MEMORY USAGE of one feed's fence, on average over a sample
+
+    @property
+    def bytes_per_entry(self) -> float:
+        return self.redis_bytes / max(self.entries, 1)
 
     @property
     def feeds_per_second(self) -> float:
@@ -238,10 +251,13 @@ def warm_users(ctx: Context, users: list[int], label: str, rng: random.Random) -
     a random sample of the same feeds."""
     rss_before = current_rss_mb()
     reset = reset_peak_rss()
+    memory_before = int(ctx.redis.info("memory")["used_memory"])
     started = time.perf_counter()
     report = cache_warm.warm(ctx, "user", users)
     seconds = time.perf_counter() - started
     peak = hwm_rss_mb() if reset else None
+    redis_bytes = int(ctx.redis.info("memory")["used_memory"]) - memory_before
+    fence_bytes = fence_memory(ctx, rng.sample(users, min(len(users), 200)))
     if report.redis_failures or report.feeds_written != len(users):
         raise BenchFailure(f"warm wrote {report.feeds_written} of {len(users)} feeds: {report}")
     sample = rng.sample(users, len(users))
@@ -258,7 +274,18 @@ def warm_users(ctx: Context, users: list[int], label: str, rng: random.Random) -
         limit_seconds,
         swapped,
         swap_seconds,
+        redis_bytes,
+        fence_bytes,
     )
+
+
+def fence_memory(ctx: Context, users: list[int]) -> float:
+    """MEMORY USAGE of the fences of these users' feeds, on average (docs/decisions/0028)."""
+    with ctx.redis.pipeline(transaction=False) as pipe:
+        for user_id in users:
+            pipe.memory_usage(fence_keys(f"{ctx.prefix}feed:u:{user_id}")[0])
+        used = [int(n) for n in pipe.execute() if n]
+    return sum(used) / max(len(used), 1)
 
 
 def verify_sample(ctx: Context) -> int:
@@ -587,6 +614,13 @@ def print_report(result: dict[str, Any], cap: int) -> dict[str, Any]:
             f"    warm / limit (the highest of those, {limit:,.0f}/s) = {ratio:.2f}  "
             f"(target >= {WARM_TARGET:.2f})  {verdict(ratio >= WARM_TARGET)}"
         )
+        print(
+            f"    Redis memory: {warm.redis_bytes / 2**20:,.0f} MiB = "
+            f"{warm.bytes_per_entry:.0f} B per cached entry, fences included (one fence: "
+            f"{warm.fence_bytes:.0f} B); vs {BYTES_TODAY} B: "
+            f"{warm.bytes_per_entry / BYTES_TODAY:.2f}x (target <= {BYTES_TARGET} B)  "
+            f"{verdict(warm.bytes_per_entry <= BYTES_TARGET)}"
+        )
         summary_warms.append(
             {
                 "label": warm.label,
@@ -596,6 +630,8 @@ def print_report(result: dict[str, Any], cap: int) -> dict[str, Any]:
                 "swap_script_entries_per_second": warm.swap_limit,
                 "ratio": ratio,
                 "peak_rss_mb": warm.peak_rss_mb,
+                "redis_bytes_per_entry": warm.bytes_per_entry,
+                "fence_bytes": warm.fence_bytes,
             }
         )
     print(f"    {result['verified']} cached feeds then verified against PostgreSQL: all equal")
@@ -606,7 +642,7 @@ def print_report(result: dict[str, Any], cap: int) -> dict[str, Any]:
         f"{verdict(cached.p99_ms < CACHED_P99_MS)}"
     )
     for part in (first, after):
-        print(f"    {part.label}: p50 {part.p50_ms:.2f} ms, p99 {part.p99_ms:.2f} ms")
+        _against_floor(part, zrange)
     print(f"    pages PostgreSQL answered instead of the cache: {fallbacks}")
     print(
         f"    floor, {zrange.label}: p50 {zrange.p50_ms:.2f} ms, p99 {zrange.p99_ms:.2f} ms; "
@@ -623,6 +659,8 @@ def print_report(result: dict[str, Any], cap: int) -> dict[str, Any]:
             f"{h_cached.p99_ms:.2f} ms (target p99 < {CACHED_P99_MS:g} ms)  "
             f"{verdict(h_cached.p99_ms < CACHED_P99_MS)}; PostgreSQL answered {h_fallbacks}"
         )
+        for part in (h_first, h_after):
+            _against_floor(part, zrange)
     print(
         f"  cold page of {PAGE} (PostgreSQL, then the read fills the cache), feeds under the "
         f"cap, {len(cold.samples):,} pages: p50 {cold.p50_ms:.2f} ms, p99 {cold.p99_ms:.2f} ms "
@@ -661,6 +699,14 @@ def print_report(result: dict[str, Any], cap: int) -> dict[str, Any]:
         "floor_zrange_p99_ms": zrange.p99_ms,
         "floor_select_p99_ms": select.p99_ms,
     }
+
+
+def _against_floor(part: Latency, floor: Latency) -> None:
+    ratio = part.p99_ms / floor.p99_ms
+    print(
+        f"    {part.label}: p50 {part.p50_ms:.2f} ms, p99 {part.p99_ms:.2f} ms = {ratio:.1f}x "
+        f"the floor's p99 (target <= {FLOOR_P99_TARGET:g}x)  {verdict(ratio <= FLOOR_P99_TARGET)}"
+    )
 
 
 def _mb(value: float | None) -> str:

@@ -3,13 +3,22 @@
 Each cached feed holds a sentinel member at score -inf that says what the cache knows:
 `c` - the set is the complete feed; `t` - the set is the exact top of a longer feed
 (truncated to the cap). A key that does not exist is a feed that is not cached: writes
-never create it; only `replace_feeds` (warm, rebuild, repair, a read miss) does.
+never create it; only a whole-feed swap (warm, rebuild, repair, a read miss) does.
+
+Every write is fenced (docs/decisions/0028): a writer first stamps the feed (`stamp`: a
+sequence number from the feed's fence), then reads PostgreSQL, then writes with the stamp;
+the script writes only when no other write landed since the stamp, so a write based on a
+read of PostgreSQL older than the last write's is refused (and redone by its writer).
+The fence is a small hash next to the feed, with a log of changes for swaps in flight, in
+the feed key's hash slot (`fence_keys`), with a time to live: an expired fence only
+refuses writes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, cast
 
@@ -20,98 +29,243 @@ COMPLETE = b"c"
 TRUNCATED = b"t"
 _SENTINELS = (COMPLETE, TRUNCATED)
 _SCAN_COUNT = 1000
+FENCE_TTL_SECONDS = 3600  # a fence outlives any write's stamp-to-write time
+# What a fenced write did to one feed: written; not cached (nothing to write); fenced out
+# (another write reached the feed after the stamp: read PostgreSQL again and retry);
+# superseded (a whole-feed swap stamped after this write's stamp has landed: it read
+# PostgreSQL later, so this write has nothing to add).
+WRITTEN, NOT_CACHED, FENCED_OUT, SUPERSEDED = 1, -1, -2, -3
+Stamp = bytes  # "incarnation:sequence", as `stamp` returned it
+LOG_CAP = 1024  # deltas a fence logs for swaps in flight, at most (a swap older: redone)
+
+
+def fence_keys(key: str) -> tuple[str, str]:
+    """The keys of a feed's fence and its log: in the feed key's hash slot (its hash tag,
+    or the whole feed key as the tag), outside the `feed:` key space that SCAN walks."""
+    start = key.find("{")
+    end = key.find("}", start + 1) if start >= 0 else -1
+    tag = key[start + 1 : end] if start >= 0 and end > start + 1 else key
+    return f"{{{tag}}}:fence", f"{{{tag}}}:fence-log"
+
+
+def _token() -> str:
+    return secrets.token_hex(8)
+
+
+# A feed's fence is a small hash next to it (KEYS[2]): `i` its incarnation (random, so a
+# fence that expired and was made again never matches an old stamp), `s` the last stamp's
+# sequence number, `lwd` and `lws` the value of `s` when a change of entries (a delta) and
+# when a whole-feed swap last landed, `ls` the stamp of the last swap that landed, `pend`
+# the stamp of the last swap stamped, `lost` the newest log entry dropped from the log.
+# The log (KEYS[3], a list) holds the deltas that landed while a swap was in flight, as
+# "sequence post_id score" or "sequence post_id -" (removed): the swap, when it lands,
+# applies those that landed after its stamp on top of what it read (LOG_CAP at most).
+#
+# Rules: a delta is refused when another delta landed since its stamp; a swap when another
+# swap did. A write refused because a swap stamped after it landed is superseded: that
+# swap read PostgreSQL after this write's stamp, so after the change it was to write.
+#
+# Stamp a feed (KEYS: feed, fence, log). ARGV: mode ('swap': make a fence when there is
+# none; 'cached-swap': only for a cached feed; 'delta': only for a feed that is cached or
+# fenced, so feeds nobody caches get no key), a new incarnation, the time to live.
+# Returns "incarnation:sequence", or nil.
+_STAMP_LUA = """
+if ARGV[1] == 'cached-swap' and redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local i = redis.call('HGET', KEYS[2], 'i')
+if not i then
+  if ARGV[1] == 'delta' and redis.call('EXISTS', KEYS[1]) == 0 then return false end
+  redis.call('DEL', KEYS[3])
+  redis.call('HSET', KEYS[2], 'i', ARGV[2], 's', 0, 'lwd', 0, 'lws', 0, 'ls', 0, 'pend', 0,
+             'lost', 0)
+  i = ARGV[2]
+end
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+local n = redis.call('HINCRBY', KEYS[2], 's', 1)
+if ARGV[1] ~= 'delta' then redis.call('HSET', KEYS[2], 'pend', n) end
+return i .. ':' .. n
+"""
+
+# upsert(key, cap, pairs): upsert {score, post id, ...} pairs into a cached feed and trim
+# it to the cap, keeping it an exact prefix of the full feed, ordered by (score desc, post
+# id desc). Returns -1 when the feed is not cached, else the members added or updated.
+_UPSERT_FUNCTION = """
+local function upsert(key, cap, pairs)
+  local head = redis.call('ZRANGE', key, 0, 0)
+  if #head == 0 then return -1 end
+  local truncated = head[1] == 't'
+
+  local function above(s1, m1, s2, m2)
+    if s1 ~= s2 then return s1 > s2 end
+    return tonumber(m1) > tonumber(m2)
+  end
+
+  local floor_s, floor_m
+  -- The lowest cached entry in feed order: the lowest score, and among equal scores the
+  -- smallest post id (Redis itself orders equal scores by member text).
+  local function load_floor()
+    local low = redis.call('ZRANGE', key, 1, 1, 'WITHSCORES')
+    if #low == 0 then floor_s, floor_m = nil, nil return end
+    floor_s, floor_m = tonumber(low[2]), low[1]
+    for _, member in ipairs(redis.call('ZRANGEBYSCORE', key, low[2], low[2])) do
+      if tonumber(member) < tonumber(floor_m) then floor_m = member end
+    end
+  end
+  if truncated then load_floor() end
+
+  local added = 0
+  if not truncated then
+    for i = 1, #pairs, 4000 do
+      added = added + redis.call('ZADD', key, unpack(pairs, i, math.min(i + 3999, #pairs)))
+    end
+  end
+  for i = 1, (truncated and #pairs or 0), 2 do
+    local raw, member = pairs[i], pairs[i + 1]
+    local score = tonumber(raw)
+    if redis.call('ZSCORE', key, member) then
+      redis.call('ZREM', key, member)
+      if member == floor_m then load_floor() end
+    end
+    if floor_s ~= nil and above(score, member, floor_s, floor_m) then
+      added = added + redis.call('ZADD', key, raw, member)
+    end
+  end
+
+  local excess = redis.call('ZCARD', key) - 1 - cap
+  if excess > 0 then
+    local low = redis.call('ZRANGE', key, excess, excess + 1, 'WITHSCORES')
+    local boundary = low[2]
+    if low[4] ~= nil and tonumber(low[4]) == tonumber(boundary) then
+      local removed = redis.call('ZREMRANGEBYSCORE', key, '(-inf', '(' .. boundary)
+      local tied = redis.call('ZRANGEBYSCORE', key, boundary, boundary)
+      table.sort(tied, function(a, b) return tonumber(a) < tonumber(b) end)
+      for j = 1, excess - removed do redis.call('ZREM', key, tied[j]) end
+    else
+      redis.call('ZREMRANGEBYRANK', key, 1, excess)
+    end
+    if not truncated then
+      redis.call('ZREM', key, 'c')
+      redis.call('ZADD', key, '-inf', 't')
+    end
+  end
+  return added
+end
+"""
+
+# Fenced changes to some entries of a feed (KEYS: feed, fence, log). ARGV: the stamp, the
+# time to live, the cap, how many post ids to remove, those ids, then (score, post id)
+# pairs to upsert. Returns -2 (fenced out), -3 (superseded), -1 (not cached: nothing to
+# change, but logged for a swap in flight) or the members added or updated.
+_APPLY_LUA = (
+    _UPSERT_FUNCTION
+    + """
+local i, n = string.match(ARGV[1], '^(.+):(%d+)$')
+n = tonumber(n)
+local f = redis.call('HMGET', KEYS[2], 'i', 's', 'lwd', 'ls', 'pend')
+if f[1] ~= i then return -2 end
+if tonumber(f[3]) >= n then
+  if tonumber(f[4]) > n then return -3 end
+  return -2
+end
+local s = f[2]
+redis.call('HSET', KEYS[2], 'lwd', s)
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+local removals = tonumber(ARGV[4])
+if tonumber(f[5]) > tonumber(f[4]) then
+  for j = 5, 4 + removals do redis.call('RPUSH', KEYS[3], s .. ' ' .. ARGV[j] .. ' -') end
+  for j = 5 + removals, #ARGV, 2 do
+    redis.call('RPUSH', KEYS[3], s .. ' ' .. ARGV[j + 1] .. ' ' .. ARGV[j])
+  end
+  local over = redis.call('LLEN', KEYS[3]) - LOG_CAP
+  if over > 0 then
+    local dropped = redis.call('LRANGE', KEYS[3], over - 1, over - 1)[1]
+    redis.call('LTRIM', KEYS[3], over, -1)
+    redis.call('HSET', KEYS[2], 'lost', string.match(dropped, '^(%d+)'))
+  end
+  redis.call('EXPIRE', KEYS[3], ARGV[2])
+end
+local key = KEYS[1]
+if redis.call('EXISTS', key) == 0 then return -1 end
+for j = 5, 4 + removals, 4000 do
+  redis.call('ZREM', key, unpack(ARGV, j, math.min(j + 3999, 4 + removals)))
+end
+local pairs = {}
+for j = 5 + removals, #ARGV do pairs[#pairs + 1] = ARGV[j] end
+return upsert(key, tonumber(ARGV[3]), pairs)
+"""
+).replace("LOG_CAP", str(LOG_CAP))
 
 # Swap a whole feed in, atomically (a script runs alone): the new members are written
 # and the old ones gone in one step, so a reader sees the old feed or the new one, never
-# an empty or half-built one. One key per call, so it works on Redis Cluster unchanged.
-# ARGV: mode ('always' or 'cached': only when the key exists), sentinel, and the entries as
-# one text "score post_id score post_id ..." (one argument per feed: the client does not
-# pack thousands of arguments, the server splits them). Returns 1 when written, else 0.
-_REPLACE_LUA = """
+# an empty or half-built one; then the deltas logged since its stamp are applied on top.
+# KEYS: feed, fence, log (one hash slot). ARGV: the stamp, the time to live, mode ('always'
+# or 'cached': only when the key exists), sentinel, the entries as one text "score post_id
+# score post_id ..." (one argument per feed: the client does not pack thousands of
+# arguments, the server splits them), the cap. Returns 1 when written, -1 when not cached
+# (mode 'cached'), -2 (fenced out) or -3 (superseded).
+_REPLACE_LUA = (
+    _UPSERT_FUNCTION
+    + """
 local key = KEYS[1]
-if ARGV[1] == 'cached' and redis.call('EXISTS', key) == 0 then return 0 end
+if ARGV[3] == 'cached' and redis.call('EXISTS', key) == 0 then return -1 end
+local i, n = string.match(ARGV[1], '^(.+):(%d+)$')
+n = tonumber(n)
+local f = redis.call('HMGET', KEYS[2], 'i', 's', 'lws', 'ls', 'lost')
+if f[1] ~= i then return -2 end
+if tonumber(f[3]) >= n then
+  if tonumber(f[4]) > n then return -3 end
+  return -2
+end
+if tonumber(f[5]) >= n then return -2 end
+redis.call('HSET', KEYS[2], 'lws', f[2], 'ls', n)
+redis.call('EXPIRE', KEYS[2], ARGV[2])
 redis.call('DEL', key)
-redis.call('ZADD', key, '-inf', ARGV[2])
+redis.call('ZADD', key, '-inf', ARGV[4])
 local batch = {}
-local n = 0
-for score, member in string.gmatch(ARGV[3], '(%S+) (%S+)') do
-  batch[n + 1] = score
-  batch[n + 2] = member
-  n = n + 2
-  if n == 2000 then
-    redis.call('ZADD', key, unpack(batch, 1, n))
-    n = 0
+local m = 0
+for score, member in string.gmatch(ARGV[5], '(%S+) (%S+)') do
+  batch[m + 1] = score
+  batch[m + 2] = member
+  m = m + 2
+  if m == 2000 then
+    redis.call('ZADD', key, unpack(batch, 1, m))
+    m = 0
   end
 end
-if n > 0 then redis.call('ZADD', key, unpack(batch, 1, n)) end
+if m > 0 then redis.call('ZADD', key, unpack(batch, 1, m)) end
+local log = redis.call('LRANGE', KEYS[3], 0, -1)
+local last, order, keep = {}, {}, #log
+for j, entry in ipairs(log) do
+  local seq, post, value = string.match(entry, '^(%d+) (%S+) (%S+)$')
+  seq = tonumber(seq)
+  if seq > n and keep == #log then keep = j - 1 end
+  if seq >= n then
+    if last[post] == nil then order[#order + 1] = post end
+    last[post] = value
+  end
+end
+if keep >= #log then redis.call('DEL', KEYS[3]) else redis.call('LTRIM', KEYS[3], keep, -1) end
+local pairs = {}
+for _, post in ipairs(order) do
+  if last[post] == '-' then
+    redis.call('ZREM', key, post)
+  else
+    pairs[#pairs + 1] = last[post]
+    pairs[#pairs + 1] = post
+  end
+end
+if #pairs > 0 then upsert(key, tonumber(ARGV[6]), pairs) end
 return 1
 """
+)
 
-# Upsert (score, post id) pairs into a cached feed and trim it to the cap, keeping it an
-# exact prefix of the full feed, ordered by (score desc, post id desc). Returns -1 when
-# the feed is not cached, else the number of members added or updated.
-_UPSERT_LUA = """
-local key = KEYS[1]
-local head = redis.call('ZRANGE', key, 0, 0)
-if #head == 0 then return -1 end
-local cap = tonumber(ARGV[1])
-local truncated = head[1] == 't'
-
-local function above(s1, m1, s2, m2)
-  if s1 ~= s2 then return s1 > s2 end
-  return tonumber(m1) > tonumber(m2)
-end
-
-local floor_s, floor_m
--- The lowest cached entry in feed order: the lowest score, and among equal scores the
--- smallest post id (Redis itself orders equal scores by member text).
-local function load_floor()
-  local low = redis.call('ZRANGE', key, 1, 1, 'WITHSCORES')
-  if #low == 0 then floor_s, floor_m = nil, nil return end
-  floor_s, floor_m = tonumber(low[2]), low[1]
-  for _, member in ipairs(redis.call('ZRANGEBYSCORE', key, low[2], low[2])) do
-    if tonumber(member) < tonumber(floor_m) then floor_m = member end
-  end
-end
-if truncated then load_floor() end
-
-local added = 0
-if not truncated then
-  for i = 2, #ARGV, 4000 do
-    added = added + redis.call('ZADD', key, unpack(ARGV, i, math.min(i + 3999, #ARGV)))
-  end
-end
-for i = 2, (truncated and #ARGV or 0), 2 do
-  local raw, member = ARGV[i], ARGV[i + 1]
-  local score = tonumber(raw)
-  if redis.call('ZSCORE', key, member) then
-    redis.call('ZREM', key, member)
-    if member == floor_m then load_floor() end
-  end
-  if floor_s ~= nil and above(score, member, floor_s, floor_m) then
-    added = added + redis.call('ZADD', key, raw, member)
-  end
-end
-
-local excess = redis.call('ZCARD', key) - 1 - cap
-if excess > 0 then
-  local low = redis.call('ZRANGE', key, excess, excess + 1, 'WITHSCORES')
-  local boundary = low[2]
-  if low[4] ~= nil and tonumber(low[4]) == tonumber(boundary) then
-    local removed = redis.call('ZREMRANGEBYSCORE', key, '(-inf', '(' .. boundary)
-    local tied = redis.call('ZRANGEBYSCORE', key, boundary, boundary)
-    table.sort(tied, function(a, b) return tonumber(a) < tonumber(b) end)
-    for j = 1, excess - removed do redis.call('ZREM', key, tied[j]) end
-  else
-    redis.call('ZREMRANGEBYRANK', key, 1, excess)
-  end
-  if not truncated then
-    redis.call('ZREM', key, 'c')
-    redis.call('ZADD', key, '-inf', 't')
-  end
-end
-return added
+# Trim a cached feed to the cap (ARGV[1]), nothing else: no PostgreSQL read behind it, so
+# it needs no fence (it keeps the feed an exact prefix of whatever it was).
+_TRIM_LUA = (
+    _UPSERT_FUNCTION
+    + """
+return upsert(KEYS[1], tonumber(ARGV[1]), {})
 """
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,63 +309,104 @@ class KeyFacts:
 
 
 class FeedCache:
-    """Pipelined reads and writes of cached feeds under one key prefix."""
+    """Pipelined reads and writes of cached feeds under one key prefix.
+
+    The writes are fenced: `stamp` the feeds, read PostgreSQL, then `apply` changes or
+    `swap` whole feeds with the stamps (docs/decisions/0028). The convenience writes below
+    (`upsert`, `remove`, `replace`...) stamp and write at once, for values that were not
+    read from PostgreSQL after a stamp (tests, benchmarks, synthetic data).
+    """
 
     def __init__(self, client: RedisClient, prefix: str, cap: int) -> None:
         self.client = client
         self.prefix = prefix
         self.cap = cap
-        self._upsert_sha = _sha(_UPSERT_LUA)
-        self._replace_sha = _sha(_REPLACE_LUA)
+        self._scripts = (_STAMP_LUA, _APPLY_LUA, _REPLACE_LUA, _TRIM_LUA)
+        self._shas = tuple(_sha(script) for script in self._scripts)
+        self._stamp_sha, self._apply_sha, self._replace_sha, self._trim_sha = self._shas
         self._scripts_loaded = False
         self._cluster = is_cluster(client)
 
-    def upsert(
-        self, keyed_entries: Iterable[tuple[str, Sequence[tuple[int, float]]]]
-    ) -> list[bool]:
-        """Upsert entries into cached feeds (uncached feeds are left alone), pipelined.
+    # -- the fence ---------------------------------------------------------------------
 
-        Returns, feed by feed, whether it was cached.
+    def stamp(
+        self, keys: Sequence[str], *, swap: bool = True, only_cached: bool = False
+    ) -> list[Stamp | None]:
+        """Stamp each feed (a sequence number from its fence), pipelined (one round trip),
+        for a whole-feed `swap` or else for changes of entries (a delta).
+
+        A swap's stamp makes a fence where there is none (with `only_cached`, it is None
+        for a feed that is not cached). A delta's is None for a feed that is neither cached
+        nor fenced: no write is needed, since a later swap reads PostgreSQL after this.
         """
-        sha = self._load_scripts()[0]
-        with self.client.pipeline(transaction=False) as pipe:
-            for key, entries in keyed_entries:
-                self._evalsha(pipe, sha, key, *self._upsert_args(entries))
-            return [int(result) >= 0 for result in pipe.execute()]
-
-    def upsert_same(self, keys: Sequence[str], entries: Sequence[tuple[int, float]]) -> list[bool]:
-        """Upsert the same entries into many cached feeds (fan-out), arguments built once."""
-        sha = self._load_scripts()[0]
-        args = self._upsert_args(entries)
+        self._load_scripts()
+        mode = ("cached-swap" if only_cached else "swap") if swap else "delta"
         with self.client.pipeline(transaction=False) as pipe:
             for key in keys:
-                self._evalsha(pipe, sha, key, *args)
-            return [int(result) >= 0 for result in pipe.execute()]
+                self._evalsha(pipe, self._stamp_sha, key, mode, _token(), FENCE_TTL_SECONDS)
+            return [None if token is None else bytes(token) for token in pipe.execute()]
 
-    def _upsert_args(self, entries: Sequence[tuple[int, float]]) -> list[Any]:
-        args: list[Any] = [self.cap]
-        for post_id, score in entries:
-            args.extend((repr(float(score)), post_id))
-        return args
+    def apply(
+        self, changes: Iterable[tuple[str, Stamp, Sequence[tuple[int, float]], Sequence[int]]]
+    ) -> list[int]:
+        """Fenced changes to cached feeds, pipelined: per (key, stamp, upserts, removals),
+        upsert (post id, score) pairs and remove post ids, keeping the feed an exact prefix.
 
-    def _load_scripts(self) -> tuple[str, str]:
-        """The (upsert, replace) scripts' SHA1s, loaded on the server first when missing (a
-        restarted server forgets them). Scripts are called by EVALSHA inside pipelines, which
-        cannot load a script themselves; on a Redis Cluster SCRIPT EXISTS asks every primary
-        and SCRIPT LOAD loads on every primary, so each node can run the calls for its keys."""
-        shas = (self._upsert_sha, self._replace_sha)
-        if not self._scripts_loaded or not all(self.client.script_exists(*shas)):
-            self.client.script_load(_UPSERT_LUA)
-            self.client.script_load(_REPLACE_LUA)
+        Returns per feed the members added or updated (>= 0), NOT_CACHED, FENCED_OUT or
+        SUPERSEDED.
+        """
+        self._load_scripts()
+        # the encoded pairs of each upserts list, by id(); the list is kept with them, so
+        # no id is reused for another list during the call (feeds given the same list,
+        # as fan-out gives most of a community's members, are encoded once)
+        encoded: dict[int, tuple[Any, list[Any]]] = {}
+        with self.client.pipeline(transaction=False) as pipe:
+            for key, stamp, upserts, removals in changes:
+                known = encoded.get(id(upserts))
+                if known is None:
+                    pairs = [
+                        item for post_id, score in upserts for item in (repr(float(score)), post_id)
+                    ]
+                    known = encoded[id(upserts)] = (upserts, pairs)
+                pairs = known[1]
+                args: list[Any] = [stamp, FENCE_TTL_SECONDS, self.cap, len(removals)]
+                self._evalsha(pipe, self._apply_sha, key, *args, *removals, *pairs)
+            return [int(result) for result in pipe.execute()]
+
+    def swap(
+        self, feeds: Iterable[tuple[str, Stamp, str, bool]], *, only_cached: bool = False
+    ) -> list[int]:
+        """Fenced swaps of whole feeds, each atomic, pipelined: per (key, stamp, entries as
+        text "score post_id score post_id ...", truncated).
+
+        Returns per feed WRITTEN, NOT_CACHED (with `only_cached`), FENCED_OUT or SUPERSEDED.
+        """
+        self._load_scripts()
+        mode = "cached" if only_cached else "always"
+        with self.client.pipeline(transaction=False) as pipe:
+            for key, stamp, text, truncated in feeds:
+                sentinel = TRUNCATED if truncated else COMPLETE
+                args: list[Any] = [stamp, FENCE_TTL_SECONDS, mode, sentinel, text, self.cap]
+                self._evalsha(pipe, self._replace_sha, key, *args)
+            return [int(result) for result in pipe.execute()]
+
+    def _load_scripts(self) -> None:
+        """Load the scripts on the server when missing (a restarted server forgets them).
+        Scripts are called by EVALSHA inside pipelines, which cannot load a script
+        themselves; on a Redis Cluster SCRIPT EXISTS asks every primary and SCRIPT LOAD
+        loads on every primary, so each node can run the calls for its keys."""
+        if not self._scripts_loaded or not all(self.client.script_exists(*self._shas)):
+            for script in self._scripts:
+                self.client.script_load(script)
             self._scripts_loaded = True
-        return shas
 
     def _evalsha(self, pipe: Any, sha: str, key: str, *args: Any) -> None:
-        """Queue a one-key script call in a pipeline. Sent as a plain EVALSHA command: redis-py's
-        cluster pipeline refuses its `evalsha` method (it cannot load scripts), yet sends an
-        EVALSHA command like any other; the scripts are loaded beforehand (`_load_scripts`).
-        """
-        pipe.execute_command("EVALSHA", sha, 1, key, *args, **self._routed(key))
+        """Queue a script call on a feed in a pipeline: its keys are the feed's key and its
+        fence's (`fence_keys`, one hash slot), `key` first. Sent as a plain EVALSHA command:
+        redis-py's cluster pipeline refuses its `evalsha` method (it cannot load scripts),
+        yet sends an EVALSHA command like any other; the scripts are loaded beforehand."""
+        keys = (key, *fence_keys(key)) if sha != self._trim_sha else (key,)
+        pipe.execute_command("EVALSHA", sha, len(keys), *keys, *args, **self._routed(key))
 
     def _routed(self, key: str) -> dict[str, Any]:
         """On a cluster, the node that holds `key`, for a command whose keys redis-py cannot
@@ -221,50 +416,59 @@ class FeedCache:
             return {}
         return {"target_nodes": cast(Any, self.client).get_node_from_key(key)}
 
+    # -- stamp-and-write conveniences ----------------------------------------------------
+
+    def upsert(
+        self, keyed_entries: Iterable[tuple[str, Sequence[tuple[int, float]]]]
+    ) -> list[bool]:
+        """Upsert entries into cached feeds (uncached feeds are left alone).
+
+        Returns, feed by feed, whether it was cached.
+        """
+        keyed = list(keyed_entries)
+        stamps = self.stamp([key for key, _ in keyed], swap=False)
+        todo = [(k, s, e, ()) for (k, e), s in zip(keyed, stamps, strict=True) if s is not None]
+        results = iter(self.apply(todo))
+        return [s is not None and next(results) != NOT_CACHED for s in stamps]
+
+    def upsert_same(self, keys: Sequence[str], entries: Sequence[tuple[int, float]]) -> list[bool]:
+        """Upsert the same entries into many cached feeds."""
+        return self.upsert((key, entries) for key in keys)
+
     def remove(self, keyed_posts: Iterable[tuple[str, Sequence[int]]]) -> None:
-        """Remove posts from feeds, pipelined (a prefix stays a prefix)."""
-        with self.client.pipeline(transaction=False) as pipe:
-            for key, post_ids in keyed_posts:
-                if post_ids:
-                    pipe.zrem(key, *post_ids)
-            pipe.execute()
+        """Remove posts from feeds (a prefix stays a prefix)."""
+        keyed = [(key, post_ids) for key, post_ids in keyed_posts if post_ids]
+        stamps = self.stamp([key for key, _ in keyed], swap=False)
+        self.apply((k, s, (), p) for (k, p), s in zip(keyed, stamps, strict=True) if s is not None)
 
     def replace(self, key: str, entries: Sequence[tuple[int, float]], truncated: bool) -> None:
         """Swap in a whole feed atomically (readers see the old or the new, never half)."""
         self.replace_many([(key, entries, truncated)])
 
     def replace_many(self, feeds: Iterable[tuple[str, Sequence[tuple[int, float]], bool]]) -> None:
-        """Swap in whole feeds, each atomically, in one pipelined round trip."""
-        self._replace(feeds, "always")
+        """Swap in whole feeds, each atomically."""
+        self.replace_text_many((k, entries_text(e), t) for k, e, t in feeds)
 
     def replace_cached_many(
         self, feeds: Iterable[tuple[str, Sequence[tuple[int, float]], bool]]
     ) -> list[bool]:
-        """Swap in whole feeds that are cached now (atomically each); leave the others out.
+        """Swap in whole feeds that are cached now; leave the others out.
 
         Returns, feed by feed, whether it was cached (and so written).
         """
-        return self._replace(feeds, "cached")
+        keyed = ((k, entries_text(e), t) for k, e, t in feeds)
+        return self.replace_text_many(keyed, only_cached=True)
 
     def replace_text_many(
         self, feeds: Iterable[tuple[str, str, bool]], *, only_cached: bool = False
     ) -> list[bool]:
-        """Swap in whole feeds whose entries are text, "score post_id score post_id ...",
-        each atomically, in one pipelined round trip; see `replace_cached_many`."""
-        mode = "cached" if only_cached else "always"
-        sha = self._load_scripts()[1]
-        with self.client.pipeline(transaction=False) as pipe:
-            for key, text, truncated in feeds:
-                self._evalsha(pipe, sha, key, mode, TRUNCATED if truncated else COMPLETE, text)
-            return [bool(result) for result in pipe.execute()]
-
-    def _replace(
-        self, feeds: Iterable[tuple[str, Sequence[tuple[int, float]], bool]], mode: str
-    ) -> list[bool]:
-        return self.replace_text_many(
-            ((key, entries_text(entries), truncated) for key, entries, truncated in feeds),
-            only_cached=mode == "cached",
-        )
+        """Swap in whole feeds whose entries are text, "score post_id score post_id ...";
+        see `replace_cached_many`."""
+        listed = list(feeds)
+        stamps = self.stamp([key for key, _, _ in listed], only_cached=only_cached)
+        todo = [(k, s, x, t) for (k, x, t), s in zip(listed, stamps, strict=True) if s is not None]
+        results = iter(self.swap(todo, only_cached=only_cached))
+        return [s is not None and next(results) in (WRITTEN, SUPERSEDED) for s in stamps]
 
     def exists(self, keys: Sequence[str]) -> list[bool]:
         with self.client.pipeline(transaction=False) as pipe:
@@ -338,10 +542,10 @@ class FeedCache:
 
     def trim(self, keys: Sequence[str]) -> None:
         """Trim cached feeds to the cap, keeping each an exact prefix (marked truncated)."""
-        sha = self._load_scripts()[0]
+        self._load_scripts()
         with self.client.pipeline(transaction=False) as pipe:
             for key in keys:
-                self._evalsha(pipe, sha, key, self.cap)
+                self._evalsha(pipe, self._trim_sha, key, self.cap)
             pipe.execute()
 
     def unlink(self, keys: Sequence[str]) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -113,3 +113,45 @@ def member_pages(
             return
         yield [row[0] for row in rows]
         after = rows[-1][0]
+
+
+_ENTRIES_QUERY = {"user": "user_entries_of", "community": "community_entries_of"}
+
+
+def current_entries(
+    conn: psycopg.Connection[Any],
+    kind: FeedKind,
+    feed_ids: Collection[int],
+    post_ids: Collection[int],
+    retention: timedelta | None,
+) -> dict[tuple[int, int], float]:
+    """The current score of every entry of these feeds among these posts, by (feed id,
+    post id); a pair not in the map is not in its feed (deleted, expired, never fanned out).
+
+    One query, through the primary key's index (never a scan of a partition): what fan-out
+    asks is the cross product of its feeds and posts, rank's pairs nearly so."""
+    if not feed_ids or not post_ids:
+        return {}
+    params = {"feed_ids": sorted(feed_ids), "post_ids": sorted(post_ids), "retention": retention}
+    with conn.transaction():
+        conn.execute(query("rank_prefer_indexes"))
+        rows = conn.execute(query(_ENTRIES_QUERY[kind]), params).fetchall()
+    return {(f, p): score for f, p, score in rows}
+
+
+def text_tops(
+    conn: psycopg.Connection[Any],
+    kind: FeedKind,
+    ids: Sequence[int],
+    cap: int,
+    retention: timedelta | None,
+) -> list[TextTop]:
+    """The top `cap` entries of each feed as text, in the order of `ids` (all in memory:
+    for a bounded number of feeds)."""
+    if not ids:
+        return []
+    return [
+        top
+        for batch in text_top_batches(conn, kind, ids, cap, len(ids), retention)
+        for top in batch
+    ]

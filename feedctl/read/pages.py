@@ -27,6 +27,7 @@ from feedctl.db.feed_tops import text_top
 from feedctl.db.owners import require_community, require_user
 from feedctl.db.sql_blocks import query
 from feedctl.errors import BadInputError
+from feedctl.faults import checkpoint
 from feedctl.read.cursor import (
     CURSOR_MAX_AGE,
     Pin,
@@ -251,9 +252,15 @@ class FeedReader:
 
     def _fill(self, feed: FeedRef) -> None:
         """Cache a feed that missed, best effort: a read never fails because Redis did."""
-        top = text_top(self.conn, feed, self.cache.cap, self.retention)
+        key = feed.key(self.cache.prefix)
         try:
-            self.cache.replace_text_many([(feed.key(self.cache.prefix), top.text, top.truncated)])
+            # Fenced (docs/decisions/0028): stamp, read PostgreSQL, swap. Refused when any
+            # other write reached the feed in between: that write stands, no retry.
+            (stamp,) = self.cache.stamp([key])
+            assert stamp is not None
+            top = text_top(self.conn, feed, self.cache.cap, self.retention)
+            checkpoint("cache.tops_read")
+            self.cache.swap([(key, stamp, top.text, top.truncated)])
         except REDIS_ERRORS:
             return
 

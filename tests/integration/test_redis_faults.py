@@ -86,3 +86,18 @@ def test_repair_with_redis_still_down_keeps_the_marks(
     again = cache_repair.repair(ctx)
     assert again.redis_failures > 0
     assert repair_marks.count(ctx.conn) == marked
+
+
+def test_forced_warm_with_redis_down_marks_every_feed(
+    fault_ctx: Context, own_redis: EmbeddedRedis
+) -> None:
+    """The warm stamps its feeds before it reads PostgreSQL (decision 0028): with Redis down,
+    the stamps fail, and the feeds are counted and marked rather than the run failing."""
+    ctx = fault_ctx
+    seed(ctx.conn, SeedSpec(users=30, communities=2, posts=20, seed=5, now=NOW))
+    users = [r[0] for r in ctx.conn.execute("SELECT id FROM users ORDER BY id")]
+    own_redis.stop()
+    report = cache_warm.warm(ctx, "user", users, force=True)
+    assert report.redis_failures == len(users)
+    assert report.feeds_written == 0
+    assert repair_marks.count(ctx.conn) == len(users)

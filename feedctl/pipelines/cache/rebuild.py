@@ -19,7 +19,6 @@ import psycopg.errors
 
 from feedctl.cache.keys import community_feed, user_feed
 from feedctl.context import Context
-from feedctl.db.feed_tops import load_tops
 from feedctl.db.locks import advisory_lock
 from feedctl.db.owners import require_user
 from feedctl.db.sql_blocks import query
@@ -253,15 +252,14 @@ def _rewrite_cached(
         before = ctx.cache.sizes([f.key(ctx.prefix) for f in feeds])
     if asked.failed:
         return
-    tops = load_tops(ctx.conn, kind, ids, ctx.cap, ctx.retention)
     counts = CacheReport()
-    written = write_cached_tops(ctx, tops, counts, "rebuild failed")
+    written = write_cached_tops(ctx, feeds, counts, "rebuild failed")
     report.redis_failures += counts.redis_failures
-    for top, size, done in zip(tops, before, written, strict=True):
-        if done:
+    for feed, size in zip(feeds, before, strict=True):
+        if feed in written:
             report.cached_feeds_rewritten += 1
             report.cached_entries_before += size or 0
-            report.cached_entries_after += len(top.entries)
+            report.cached_entries_after += written[feed]
         elif not counts.redis_failures:
             report.uncached_feeds += 1
 

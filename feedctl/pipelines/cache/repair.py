@@ -8,9 +8,8 @@ from typing import Any
 
 import psycopg
 
-from feedctl.cache.keys import KINDS
+from feedctl.cache.keys import KINDS, FeedRef
 from feedctl.context import Context
-from feedctl.db.feed_tops import load_tops
 from feedctl.db.sql_blocks import query
 from feedctl.pipelines.cache import repair_marks
 from feedctl.pipelines.cache.writes import FEEDS_PER_CHUNK, CacheReport, write_tops
@@ -40,8 +39,7 @@ def repair(
             ids = [feed_id for k, feed_id in marks if k == kind]
             if ids:
                 report.feeds_considered += len(ids)
-                tops = load_tops(ctx.conn, kind, ids, ctx.cap, ctx.retention)
-                write_tops(ctx, tops, report, "repair failed")
+                write_tops(ctx, [FeedRef(kind, i) for i in ids], report, "repair failed")
         if report.redis_failures > failures_before:
             return report
         with ctx.conn.transaction():

@@ -12,14 +12,16 @@ from typing import Any
 import psycopg
 
 from feedctl.cache.client import REDIS_ERRORS
+from feedctl.cache.feeds import FENCED_OUT, Stamp
 from feedctl.cache.keys import FeedKind, FeedRef
 from feedctl.context import Context
 from feedctl.db.feed_tops import TextTop, member_pages, text_top_batches
 from feedctl.db.owners import require_community
 from feedctl.db.sql_blocks import query
+from feedctl.faults import checkpoint
 from feedctl.pipelines.alongside import Alongside, alongside
 from feedctl.pipelines.cache import repair_marks
-from feedctl.pipelines.cache.writes import CacheReport, chunked
+from feedctl.pipelines.cache.writes import FEEDS_PER_CHUNK, CacheReport, chunked, write_tops
 from feedctl.progress import SILENT, Progress, stopping
 
 ENTRY_BUDGET = 250_000  # entries a warm holds in memory at once (a batch of feeds' tops)
@@ -62,8 +64,16 @@ def warm(
                     progress.advance(len(todo))
                 continue
             batch_size = feeds_per_chunk(ctx.cap)
+            # Fenced (docs/decisions/0028): the stamps are taken before PostgreSQL is read.
+            feeds = [FeedRef(kind, i) for i in todo]
+            with repair_marks.marked_on_failure(ctx.conn, feeds, "warm failed", report) as asked:
+                stamps = ctx.cache.stamp([feed.key(ctx.prefix) for feed in feeds])
+            if asked.failed:  # Redis is down: the chunk's feeds are marked for repair
+                progress.advance(len(todo))
+                continue
+            stamp_of = dict(zip(todo, stamps, strict=True))
             for batch in text_top_batches(ctx.conn, kind, todo, ctx.cap, batch_size, ctx.retention):
-                writes.put(batch)
+                writes.put([(top, stamp_of[top.feed.id]) for top in batch])
                 progress.advance(len(batch))
                 if stopping(stop):
                     report.stopped = True  # (maybe after the last batch: no harm)
@@ -74,26 +84,35 @@ def warm(
 @contextmanager
 def _overlapped_writes(
     ctx: Context, report: CacheReport, reason: str
-) -> Iterator[Alongside[list[TextTop]]]:
-    """Swaps batches of feeds into Redis on a second thread, so that PostgreSQL is read
-    while Redis is written. Failed batches are marked for repair (on the caller's thread,
-    which owns the connection) when the block ends."""
+) -> Iterator[Alongside[list[tuple[TextTop, Stamp | None]]]]:
+    """Swaps batches of stamped feeds into Redis on a second thread, so that PostgreSQL is
+    read while Redis is written. Failed batches are marked for repair (on the caller's
+    thread, which owns the connection) when the block ends; feeds fenced out (another
+    write reached them after their stamp) are swapped in again, fenced, there too."""
     failed: list[TextTop] = []
+    fenced: list[FeedRef] = []
 
-    def write(batch: list[TextTop]) -> None:
+    def write(batch: list[tuple[TextTop, Stamp | None]]) -> None:
+        checkpoint("cache.tops_read")
         try:
-            ctx.cache.replace_text_many(
-                (t.feed.key(ctx.prefix), t.text, t.truncated) for t in batch
+            results = ctx.cache.swap(
+                (t.feed.key(ctx.prefix), stamp or b"", t.text, t.truncated) for t, stamp in batch
             )
         except REDIS_ERRORS:
-            failed.extend(batch)
+            failed.extend(t for t, _ in batch)
             return
-        report.feeds_written += len(batch)
-        report.entries_written += sum(t.entries for t in batch)
+        for (top, _), result in zip(batch, results, strict=True):
+            if result == FENCED_OUT:
+                fenced.append(top.feed)
+            else:
+                report.feeds_written += 1
+                report.entries_written += top.entries
 
     try:
         with alongside(write, depth=2, name="feedctl-cache-writes") as worker:
             yield worker
+        for start in range(0, len(fenced), FEEDS_PER_CHUNK):
+            write_tops(ctx, fenced[start : start + FEEDS_PER_CHUNK], report, reason)
     finally:
         if failed:
             report.redis_failures += len(failed)

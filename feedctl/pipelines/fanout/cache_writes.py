@@ -19,12 +19,18 @@ from typing import Protocol
 from feedctl.cache.client import RedisUnavailable
 from feedctl.cache.keys import FeedRef, community_feed, user_feed
 from feedctl.context import Context
-from feedctl.db.feed_tops import load_tops, member_pages
+from feedctl.db.feed_tops import member_pages
 from feedctl.db.sql_blocks import query
 from feedctl.faults import checkpoint
 from feedctl.pipelines.alongside import Alongside, alongside
 from feedctl.pipelines.cache import repair_marks
-from feedctl.pipelines.cache.writes import CacheReport, refresh_cached, write_tops
+from feedctl.pipelines.cache.writes import (
+    CacheReport,
+    mark_fenced_out,
+    refresh_cached,
+    write_entries,
+    write_tops,
+)
 from feedctl.pipelines.fanout.shards import EVERYONE, Shard, holds
 
 
@@ -64,12 +70,15 @@ class CacheWriter:
         self.active_since = datetime.now(UTC) - window
 
     def upsert(self, feeds: list[FeedRef], posts: list[tuple[int, float]]) -> None:
+        """Bring the posts' entries of these feeds to PostgreSQL's state (fenced writes:
+        the scores are read again after the stamp, so `posts` gives only their ids)."""
         with self._marked_on_failure(feeds, len(feeds) * len(posts)):
             self._require_redis()
-            keys = [f.key(self.ctx.prefix) for f in feeds]
-            cached = self.ctx.cache.upsert_same(keys, posts)
+            post_ids = [post_id for post_id, _ in posts]
+            outcome = write_entries(self.ctx, [(feed, post_ids) for feed in feeds])
             checkpoint("fanout.mid_cache")
-            self._warm_active([f for f, hit in zip(feeds, cached, strict=True) if not hit])
+            self._fenced_out(outcome.fenced_out)
+            self._warm_active(outcome.uncached)
 
     def _warm_active(self, uncached: list[FeedRef]) -> None:
         """Users active within the window get their whole feed cached; others stay cold."""
@@ -80,20 +89,22 @@ class CacheWriter:
         active = [row[0] for row in self.ctx.conn.execute(query("active_among"), params)]
         if active:
             warmed = CacheReport()
-            write_tops(
-                self.ctx,
-                load_tops(self.ctx.conn, "user", active, self.ctx.cap, self.ctx.retention),
-                warmed,
-                "fan-out warm failed",
-            )
+            write_tops(self.ctx, [user_feed(u) for u in active], warmed, "fan-out warm failed")
             self.report.feeds_warmed += warmed.feeds_written
             self.report.redis_failures += warmed.redis_failures
             self.report.feeds_marked_for_repair += warmed.redis_failures
 
     def remove(self, feeds: list[FeedRef], post_ids: list[int]) -> None:
+        """Remove the posts from these feeds: the same fenced write as `upsert` (a post
+        PostgreSQL no longer has in a feed is removed from its cached copy)."""
         with self._marked_on_failure(feeds, len(feeds) * len(post_ids)):
             self._require_redis()
-            self.ctx.cache.remove((f.key(self.ctx.prefix), post_ids) for f in feeds)
+            outcome = write_entries(self.ctx, [(feed, post_ids) for feed in feeds])
+            self._fenced_out(outcome.fenced_out)
+
+    def _fenced_out(self, feeds: list[FeedRef]) -> None:
+        mark_fenced_out(self.ctx, feeds, self.report, "fan-out write")
+        self.report.feeds_marked_for_repair += len(feeds)
 
     def _require_redis(self) -> None:
         """After the first failed write of a batch the others are not tried: they fail at

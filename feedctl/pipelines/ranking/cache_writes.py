@@ -16,12 +16,17 @@ from operator import itemgetter
 
 from feedctl.cache.client import RedisUnavailable
 from feedctl.cache.feeds import TRUNCATED
-from feedctl.cache.keys import KINDS, FeedRef, community_feed, user_feed
+from feedctl.cache.keys import FeedRef, community_feed, user_feed
 from feedctl.context import Context
-from feedctl.db.feed_tops import load_tops
 from feedctl.db.sql_blocks import query
 from feedctl.pipelines.cache import repair_marks
-from feedctl.pipelines.cache.writes import CacheReport, chunked, write_tops
+from feedctl.pipelines.cache.writes import (
+    FEEDS_PER_CHUNK,
+    CacheReport,
+    mark_fenced_out,
+    write_entries,
+    write_tops,
+)
 
 UPSERT_BATCH = 5_000  # entries per pipelined round of upserts
 CHECK_BATCH = 1_000  # feeds per pipelined round of shrink checks
@@ -50,7 +55,8 @@ class _Writer:
         self.watched: dict[FeedRef, None] = {}  # an ordered set
 
     def upsert(self, feeds: Sequence[tuple[FeedRef, Entries]]) -> None:
-        """Upsert into the feeds that are cached (one round trip to ask, one to write)."""
+        """Bring these entries of the cached feeds to PostgreSQL's state (fenced writes,
+        `write_entries`: the scores are read again after the stamp)."""
         if not feeds:
             return
         self.writes.feeds_touched += len(feeds)
@@ -61,15 +67,11 @@ class _Writer:
         ) as write:
             if self.failed:  # a write of this run failed already: do not wait on Redis again
                 raise RedisUnavailable("a Redis write of this rank run failed already")
-            keys = [feed.key(self.ctx.prefix) for feed in refs]
-            present = self.ctx.cache.exists(keys)
-            cached = [
-                (key, entries)
-                for key, (_, entries), found in zip(keys, feeds, present, strict=True)
-                if found
-            ]
-            self.ctx.cache.upsert(cached)
-            self.writes.feeds_cached += len(cached)
+            changes = [(feed, [post_id for post_id, _ in entries]) for feed, entries in feeds]
+            outcome = write_entries(self.ctx, changes)
+            self.writes.feeds_cached += len(outcome.written)
+            mark_fenced_out(self.ctx, outcome.fenced_out, self.writes, "rank write")
+            self.writes.feeds_marked_for_repair += len(outcome.fenced_out)
         if write.failed:
             self.failed.extend(refs)
             self.writes.feeds_marked_for_repair += len(refs)
@@ -89,11 +91,10 @@ class _Writer:
             self.writes.feeds_marked_for_repair += len(watched)
             return
         report = CacheReport()
-        for kind in KINDS:
-            ids = [feed.id for feed in short if feed.kind == kind]
-            for chunk in chunked(ids, 200):
-                tops = load_tops(self.ctx.conn, kind, chunk, self.ctx.cap, self.ctx.retention)
-                write_tops(self.ctx, tops, report, "rank refresh failed")
+        for start in range(0, len(short), FEEDS_PER_CHUNK):
+            write_tops(
+                self.ctx, short[start : start + FEEDS_PER_CHUNK], report, "rank refresh failed"
+            )
         self.writes.feeds_refreshed += report.feeds_written
         self.writes.redis_failures += report.redis_failures
         self.writes.feeds_marked_for_repair += report.redis_failures
