@@ -172,7 +172,7 @@ def _run_batch(
             return None
         events = _bounded(conn, events, ctx.cap)
         checkpoint("fanout.after_read")
-        work = _apply(ctx, events, report)
+        work = apply_events(ctx, events, report)
         checkpoint("fanout.after_write")
         _advance(conn, consumer, events)
         if not report.dry_run:
@@ -268,7 +268,7 @@ def _advance(conn: psycopg.Connection[Any], consumer: str, events: list[Event]) 
     )
 
 
-def _apply(ctx: Context, events: list[Event], report: FanoutReport) -> RedisWork:
+def apply_events(ctx: Context, events: list[Event], report: FanoutReport) -> RedisWork:
     """Apply events in order, consecutive events of one kind as one set-based statement.
 
     Posts created before the retention cutoff (taken once, by the transaction's clock) are
@@ -276,9 +276,40 @@ def _apply(ctx: Context, events: list[Event], report: FanoutReport) -> RedisWork
     """
     work = RedisWork()
     since = ctx.retained_since()
+    lock_rows(ctx.conn, events)
     for kind, run in groupby(events, key=lambda e: e.kind):
         _APPLIERS[kind](ctx, list(run), report, work, since)
     return work
+
+
+def lock_rows(conn: psycopg.Connection[Any], events: list[Event]) -> None:
+    """Lock every existing row the batch may change, in the order every writer keeps
+    (decision 0037): post_score rows in post order, then feed entries in (user_id, post_id)
+    order, each by one statement. The events' statements then only write rows this
+    transaction holds already or rows no other transaction can see (new entries), so they
+    never wait on a rank or backfill in an order of their own (events run in stream order:
+    users and posts come in any order)."""
+    posts = sorted({e.post_id for e in events if e.post_id is not None and e.kind in _POST_KINDS})
+    pairs = sorted(
+        {
+            (e.user_id, e.community_id)
+            for e in events
+            if e.user_id is not None and e.kind in _MEMBER_KINDS
+        }
+    )
+    if posts:
+        conn.execute(query("fanout_lock_post_scores"), {"post_ids": posts})
+    if posts or pairs:
+        params = {
+            "post_ids": posts,
+            "user_ids": [user for user, _ in pairs],
+            "community_ids": [community for _, community in pairs],
+        }
+        conn.execute(query("fanout_lock_entries"), params)
+
+
+_POST_KINDS = frozenset({"post_created", "post_deleted"})
+_MEMBER_KINDS = frozenset({"member_joined", "member_left"})
 
 
 def _apply_created(

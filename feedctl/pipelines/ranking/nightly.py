@@ -162,16 +162,7 @@ def _rescore_chunk(ctx: Context, inputs: pl.DataFrame, report: RankReport) -> No
             "post_id"
         ].to_list()
     )
-    with ctx.conn.transaction():
-        ctx.conn.execute(query("rank_touched_create"))
-        ctx.conn.execute(query("rank_touched_clear"))
-        stage_scores(ctx.conn, scored)
-        ctx.conn.execute(query("analyze_score_stage"))
-        ctx.conn.execute(query("upsert_post_scores"), {"version": ctx.heuristic.version})
-        ctx.conn.execute(query("rank_prefer_indexes"))
-        updated = ctx.conn.execute(query("rank_update_entry_scores")).rowcount
-        ctx.conn.execute(query("rank_cache_pending_mark"), {"post_ids": post_ids})
-        checkpoint("rank.before_commit")
+    updated = store_chunk(ctx.conn, scored, ctx.heuristic.version)
     checkpoint("rank.after_commit")
     committed = time.perf_counter()
     report.seconds_database += committed - started
@@ -181,6 +172,27 @@ def _rescore_chunk(ctx: Context, inputs: pl.DataFrame, report: RankReport) -> No
     report.chunks += 1
     _write_cache(ctx, post_ids, falling, report, replay=False)
     report.seconds_cache += time.perf_counter() - committed
+
+
+def store_chunk(conn: psycopg.Connection[Any], scored: pl.DataFrame, version: str) -> int:
+    """One chunk's scores into post_score and feed_entry, with its cache note, in one
+    transaction; returns the feed entries updated.
+
+    Row locks follow the order every writer of feed_entry keeps (decision 0037): the
+    chunk's post_score rows in post order, then its feed entries in (user_id, post_id)
+    order, taken by one statement before the update.
+    """
+    with conn.transaction():
+        conn.execute(query("rank_touched_create"))
+        conn.execute(query("rank_touched_clear"))
+        stage_scores(conn, scored)
+        conn.execute(query("analyze_score_stage"))
+        conn.execute(query("upsert_post_scores"), {"version": version})
+        conn.execute(query("rank_prefer_indexes"))
+        updated: int = conn.execute(query("rank_update_entry_scores")).rowcount
+        conn.execute(query("rank_cache_pending_mark"), {"post_ids": scored["post_id"].to_list()})
+        checkpoint("rank.before_commit")
+    return updated
 
 
 def _write_cache(
