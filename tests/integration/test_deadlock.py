@@ -15,14 +15,16 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, LiteralString
 
 import polars as pl
 import psycopg
 import psycopg.errors
+import pytest
 
 from feedctl.config import Settings
 from feedctl.context import Context, open_context
+from feedctl.db.retry import ATTEMPTS, in_transaction_retrying
 from feedctl.pipelines.fanout.run import Event, FanoutReport, apply_events
 from feedctl.pipelines.ranking.nightly import run_rank, store_chunk
 from feedctl.pipelines.ranking.scores import STAGE_COLUMNS
@@ -91,7 +93,7 @@ def _rank_round(ctx: Context, rng: random.Random) -> None:
         pl.col("score") + rng.random()
     )
     with conn.transaction(force_rollback=True):
-        store_chunk(conn, scored, ctx.heuristic.version)
+        store_chunk(conn, scored, ctx.heuristic.version)  # the statements, without the retry
 
 
 def _loop(
@@ -139,3 +141,40 @@ def test_fanout_and_rank_on_the_same_entries_never_deadlock(
     assert outcomes["fanout"]["rounds"] >= 3 and outcomes["rank"]["rounds"] >= 3, outcomes
     deadlocks = outcomes["fanout"]["deadlocks"] + outcomes["rank"]["deadlocks"]
     assert deadlocks == 0, outcomes
+
+
+ABORTS: dict[str, LiteralString] = {
+    "40P01": "DO $$ BEGIN RAISE EXCEPTION 'aborted' USING ERRCODE = '40P01'; END $$",
+    "40001": "DO $$ BEGIN RAISE EXCEPTION 'aborted' USING ERRCODE = '40001'; END $$",
+}
+
+
+def test_an_aborted_transaction_is_retried_a_bounded_number_of_times(ctx: Context) -> None:
+    """The second line of defence: 40P01 or 40001 from the server redoes the transaction,
+    counted, at most `attempts` times; nothing of an aborted attempt stays."""
+    conn = ctx.conn
+    conn.execute("CREATE TABLE retry_probe (attempt int)")
+    attempts: list[int] = []
+    retries: list[int] = []
+
+    def work(failures: int, code: str) -> int:
+        attempts.append(len(attempts) + 1)
+        conn.execute("INSERT INTO retry_probe VALUES (%s)", (len(attempts),))
+        if len(attempts) <= failures:
+            conn.execute(ABORTS[code])
+        return len(attempts)
+
+    done = in_transaction_retrying(
+        conn, lambda: work(2, "40P01"), what="probe", on_retry=lambda: retries.append(1)
+    )
+    assert done == 3 and len(retries) == 2
+    assert [r[0] for r in conn.execute("SELECT attempt FROM retry_probe")] == [3]
+
+    attempts.clear()
+    retries.clear()
+    with pytest.raises(psycopg.errors.SerializationFailure):
+        in_transaction_retrying(
+            conn, lambda: work(9, "40001"), what="probe", on_retry=lambda: retries.append(1)
+        )
+    assert len(attempts) == ATTEMPTS and len(retries) == ATTEMPTS - 1
+    assert [r[0] for r in conn.execute("SELECT attempt FROM retry_probe")] == [3]

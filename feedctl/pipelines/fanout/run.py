@@ -23,6 +23,7 @@ import psycopg.errors
 
 from feedctl.context import Context
 from feedctl.db.locks import advisory_lock
+from feedctl.db.retry import in_transaction_retrying
 from feedctl.db.sql_blocks import query
 from feedctl.faults import checkpoint
 from feedctl.pipelines.fanout.cache_writes import CacheStage, RedisWork, cache_stage, write_cache
@@ -62,6 +63,7 @@ class FanoutReport:
     seconds_cache: float = 0.0  # writing Redis after the commits
     cache_batches_replayed: int = 0  # cache writes redone after a run died before them
     feeds_warmed: int = 0  # uncached feeds of active users, filled from PostgreSQL
+    transactions_retried: int = 0  # batches PostgreSQL aborted (deadlock, serialization), redone
     stopped: bool = False  # a stop request ended the run between batches
     dry_run: bool = False
 
@@ -163,7 +165,8 @@ def _run_batch(
     the position it committed, or None when no event was ready."""
     conn = ctx.conn
     started = time.perf_counter()
-    with conn.transaction():
+
+    def batch() -> tuple[list[Event], RedisWork, FanoutReport] | None:
         position = _position(conn, consumer)
         events = _read_events(
             conn, "next_events", {"txid": position[0], "event_id": position[1]}, limit
@@ -172,12 +175,24 @@ def _run_batch(
             return None
         events = _bounded(conn, events, ctx.cap)
         checkpoint("fanout.after_read")
-        work = apply_events(ctx, events, report)
+        counts = FanoutReport(consumer=consumer, dry_run=report.dry_run)  # this attempt's
+        work = apply_events(ctx, events, counts)
         checkpoint("fanout.after_write")
         _advance(conn, consumer, events)
         if not report.dry_run:
             params = {"consumer": consumer, "txid": position[0], "event_id": position[1]}
             conn.execute(query("open_cache_pending"), params)
+        return events, work, counts
+
+    def retried() -> None:
+        report.transactions_retried += 1
+
+    done = in_transaction_retrying(conn, batch, what="fan-out batch", on_retry=retried)
+    if done is None:
+        return None
+    events, work, counts = done
+    report.entries_written += counts.entries_written
+    report.entries_removed += counts.entries_removed
     checkpoint("fanout.after_commit")
     report.seconds_database += time.perf_counter() - started
     report.events += len(events)
