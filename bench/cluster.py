@@ -44,6 +44,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 import psycopg
+from benchlib.entries import write_feed_entries
 from benchlib.measure import ratio, verdict
 from benchlib.servers import bench_target, note
 
@@ -116,22 +117,7 @@ def seed_entries(conn: psycopg.Connection[Any], ctx: Context, target: int) -> in
     )
     seeded = seed(conn, spec)
     run_rank(ctx, everything=True, include_unscored=True, chunk_size=10_000)
-    conn.execute("ALTER TABLE feed_entry DROP CONSTRAINT feed_entry_pkey")
-    conn.execute("DROP INDEX feed_entry_rank_idx")
-    conn.execute("DROP INDEX feed_entry_post_idx")
-    written = conn.execute(
-        "INSERT INTO feed_entry (user_id, post_id, community_id, author_id, score, created_at) "
-        "SELECT m.user_id, p.id, p.community_id, p.author_id, ps.score, p.created_at "
-        "FROM posts p JOIN post_score ps ON ps.post_id = p.id "
-        "JOIN memberships m ON m.community_id = p.community_id "
-        "WHERE p.deleted_at IS NULL ORDER BY m.user_id, p.id"
-    ).rowcount
-    conn.execute("ALTER TABLE feed_entry ADD PRIMARY KEY (user_id, post_id)")
-    conn.execute(
-        "CREATE INDEX feed_entry_rank_idx ON feed_entry (user_id, score DESC, post_id DESC)"
-    )
-    conn.execute("CREATE INDEX feed_entry_post_idx ON feed_entry (post_id)")
-    conn.execute("VACUUM ANALYZE")
+    written = write_feed_entries(conn)
     if written != seeded.fanout_entries:
         raise BenchFailure(f"feed_entry has {written} rows, the seed promised {seeded}")
     return written

@@ -51,6 +51,7 @@ from typing import Any, Final
 import numpy as np
 import psycopg
 import redis
+from benchlib.entries import write_feed_entries
 from benchlib.measure import current_rss_mb, hwm_rss_mb, reset_peak_rss, verdict
 from benchlib.servers import bench_target, delete_keys, note
 
@@ -132,7 +133,7 @@ def seed_entries(ctx: Context, target: int, heavy: bool) -> Data:
     seeded = _seed_enough(ctx.conn, target)
     busy = seed(ctx.conn, HEAVY) if heavy else None
     run_rank(ctx, everything=True, include_unscored=True, chunk_size=10_000)
-    entries = _write_feed_entries(ctx.conn)
+    entries = write_feed_entries(ctx.conn)
     promised = seeded.fanout_entries + (busy.fanout_entries if busy else 0)
     if entries != promised:
         raise BenchFailure(f"feed_entry has {entries} rows, the seed promised {promised}")
@@ -172,28 +173,6 @@ def _seed_enough(conn: psycopg.Connection[Any], target: int) -> SeedReport:
             raise psycopg.Rollback(tx)
         posts = math.ceil(posts * target / max(seeded.fanout_entries, 1) * 1.05)
     raise BenchFailure(f"could not seed {target} entries in {SEED_ATTEMPTS} attempts")
-
-
-def _write_feed_entries(conn: psycopg.Connection[Any]) -> int:
-    """Every member gets every scored post of their communities: what fan-out would write,
-    in one statement, with the indexes of migration 0013 built afterwards."""
-    conn.execute("ALTER TABLE feed_entry DROP CONSTRAINT feed_entry_pkey")
-    conn.execute("DROP INDEX feed_entry_rank_idx")
-    conn.execute("DROP INDEX feed_entry_post_idx")
-    written = conn.execute(
-        "INSERT INTO feed_entry (user_id, post_id, community_id, author_id, score, created_at) "
-        "SELECT m.user_id, p.id, p.community_id, p.author_id, ps.score, p.created_at "
-        "FROM posts p JOIN post_score ps ON ps.post_id = p.id "
-        "JOIN memberships m ON m.community_id = p.community_id "
-        "WHERE p.deleted_at IS NULL ORDER BY m.user_id, p.id"
-    ).rowcount
-    conn.execute("ALTER TABLE feed_entry ADD PRIMARY KEY (user_id, post_id)")
-    conn.execute(
-        "CREATE INDEX feed_entry_rank_idx ON feed_entry (user_id, score DESC, post_id DESC)"
-    )
-    conn.execute("CREATE INDEX feed_entry_post_idx ON feed_entry (post_id)")
-    conn.execute("VACUUM ANALYZE")
-    return written
 
 
 # ---------------------------------------------------------------------------------- warm
