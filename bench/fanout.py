@@ -12,6 +12,16 @@
 4. A naive loop on --sample entries: one INSERT ... ON CONFLICT DO NOTHING and commit per
    row, then one ZADD per round trip.
 5. Peak RSS of this process after the fan-out.
+6. Sharded fan-out (--shards, default 1,2,3): the same backlog fanned out again from an
+   empty feed_entry by N concurrent `feedctl fanout --shard i/N` processes (process start
+   included), for each N, against the raw COPY limit of step 2. On a machine with few
+   cores the shards compete for the same CPUs, so the scaling shown is bounded by them.
+7. Pull (--pull-members, default 1,000,000; 0 skips): a community of that many members
+   (over `pull_threshold`, so pulled) and a small one each get --pull-posts posts; fan-out
+   time per post in each, entries written, peak RSS; then the first page (and the next
+   two) of members' feeds: members of the pulled community only (merged at read time)
+   against members of the small one (a fanned-out feed of the same number of posts,
+   cached), p50/p99 over many reads in the same run.
 
 Targets are printed with PASS/MISS; the exit code is 0 either way (a benchmark reports).
 It is non-zero only when the fan-out's result is wrong or a server cannot be used.
@@ -24,7 +34,9 @@ import dataclasses
 import itertools
 import json
 import math
+import os
 import random
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -89,8 +101,24 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--entries", type=int, default=2_000_000, help="target backlog size")
     parser.add_argument("--sample", type=int, default=20_000, help="rows for the naive loop")
     parser.add_argument("--cap", type=int, default=5000, help="items kept per cached feed")
+    parser.add_argument(
+        "--shards",
+        default="1,2,3",
+        help="shard counts to run concurrently, comma-separated ('' to skip)",
+    )
+    parser.add_argument(
+        "--pull-members", type=int, default=1_000_000, help="members of the pulled community"
+    )
+    parser.add_argument("--pull-posts", type=int, default=300, help="posts in each community")
+    parser.add_argument("--reads", type=int, default=400, help="page reads per kind of feed")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     args = parser.parse_args(argv)
+    try:
+        args.shard_counts = [int(n) for n in args.shards.split(",") if n.strip()]
+    except ValueError:
+        parser.error("--shards must be comma-separated numbers, such as 1,2,3")
+    if any(n < 1 for n in args.shard_counts):
+        parser.error("--shards: every count must be at least 1")
     for name in ("entries", "sample", "cap"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
@@ -172,22 +200,21 @@ class FanoutRun:
 
 
 class BatchTimes:
-    """A feedctl Progress that keeps, for each committed batch, the running total of
-    events and the seconds since the phase began (run_fanout calls `advance` per batch)."""
+    """A Progress that notes the events done and the wall time at each committed batch."""
 
     def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.events = 0
         self.batches: list[dict[str, float]] = []
-        self._started = time.perf_counter()
-        self._events = 0
 
     def phase(self, name: str, total: int | None = None) -> None:
-        self._started = time.perf_counter()
+        self.started = time.perf_counter()
 
     def advance(self, done: int) -> None:
         if done:
-            self._events += done
-            seconds = time.perf_counter() - self._started
-            self.batches.append({"events": self._events, "seconds": seconds})
+            self.events += done
+            seconds = time.perf_counter() - self.started
+            self.batches.append({"events": self.events, "seconds": seconds})
 
     def status(self, text: str) -> None:
         pass
@@ -195,6 +222,7 @@ class BatchTimes:
 
 def time_fanout(ctx: Context) -> FanoutRun:
     progress = BatchTimes()
+    batches = progress.batches
     checkpoint(ctx.conn)
     peak_before = peak_rss_mb()
     was_reset = reset_peak_rss()
@@ -209,7 +237,7 @@ def time_fanout(ctx: Context) -> FanoutRun:
         peak_rss_during_mb=hwm_rss_mb() if was_reset else None,
         rss_before_mb=rss_before,
         rss_after_mb=current_rss_mb(),
-        batches=progress.batches,
+        batches=batches,
     )
 
 
@@ -475,7 +503,241 @@ def run(args: argparse.Namespace, target: BenchTarget) -> dict[str, Any]:
         naive = naive_loop(
             ctx.conn, ctx.redis, f"{ctx.prefix}bench:", _sample_rows(fanout_file, args.sample)
         )
-    return results(args, target, backlog, users_cached, fanout, sample, copies, zadds, naive, facts)
+        sharded = [measure_shards(ctx, target, args.cap, n, rows) for n in args.shard_counts]
+        pull = measure_pull(ctx, args) if args.pull_members > 0 else None
+    doc = results(args, target, backlog, users_cached, fanout, sample, copies, zadds, naive, facts)
+    doc["shards"] = shard_results(sharded, copies["fanout_order"].rows_per_second)
+    doc["pull"] = pull
+    return doc
+
+
+# --------------------------------------------------------------------------------- pull
+
+SMALL_MEMBERS: Final = 200
+
+
+def _seed_pull_world(conn: psycopg.Connection[Any], members: int, posts: int) -> dict[str, int]:
+    """A pulled-size community and a small one, `posts` posts each, as new ids; events."""
+    row = conn.execute(
+        "SELECT coalesce(max(id), 0) FROM users UNION ALL SELECT coalesce(max(id), 0) "
+        "FROM communities UNION ALL SELECT coalesce(max(id), 0) FROM posts"
+    ).fetchall()
+    users, communities, post_base = (int(r[0]) for r in row)
+    huge, small = communities + 1, communities + 2
+    first, last = users + 1, users + members + SMALL_MEMBERS
+    with conn.transaction():
+        conn.execute(
+            "INSERT INTO communities (id, name) VALUES (%s, 'huge'), (%s, 'small')", (huge, small)
+        )
+        conn.execute(
+            "INSERT INTO users (id, reputation, last_active_at) "
+            "SELECT g, 1, now() FROM generate_series(%s::bigint, %s::bigint) g",
+            (first, last),
+        )
+        conn.execute(
+            "INSERT INTO memberships (community_id, user_id) "
+            "SELECT %s, g FROM generate_series(%s::bigint, %s::bigint) g",
+            (huge, first, first + members - 1),
+        )
+        conn.execute(
+            "INSERT INTO memberships (community_id, user_id) "
+            "SELECT %s, g FROM generate_series(%s::bigint, %s::bigint) g",
+            (small, first + members, last),
+        )
+        for community, offset in ((huge, 0), (small, posts)):
+            conn.execute(
+                "INSERT INTO posts (id, community_id, author_id, created_at, reactions_count) "
+                "SELECT %s + g, %s, %s, now() - g * interval '1 minute', g %% 17 "
+                "FROM generate_series(1, %s) g",
+                (post_base + offset, community, first, posts),
+            )
+            conn.execute(
+                "INSERT INTO feed_events (kind, post_id, community_id) "
+                "SELECT 'post_created', %s + g, %s FROM generate_series(1, %s) g ORDER BY g",
+                (post_base + offset, community, posts),
+            )
+    conn.execute("VACUUM ANALYZE")
+    return {"huge": huge, "small": small, "first_user": first, "members": members}
+
+
+def _page_latencies(
+    reader: Any, user_ids: list[int], reads: int, pages: int = 3
+) -> dict[str, float]:
+    """p50/p99 milliseconds of each page read (first page, then `pages - 1` by cursor)."""
+    rng = random.Random(11)
+    times: list[float] = []
+    for _ in range(reads):
+        cursor = None
+        user_id = rng.choice(user_ids)
+        for _ in range(pages):
+            started = time.perf_counter()
+            page = reader.user_feed(user_id, 20, cursor)
+            times.append((time.perf_counter() - started) * 1000)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+    ordered = sorted(times)
+    return {
+        "reads": len(ordered),
+        "p50_ms": ordered[len(ordered) // 2],
+        "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
+    }
+
+
+def _timed_fanout(ctx: Context, events: int) -> dict[str, Any]:
+    """`events` events fanned out: entries, seconds, RSS before and its peak during."""
+    checkpoint(ctx.conn)
+    was_reset = reset_peak_rss()
+    rss_before = current_rss_mb()
+    with stopwatch() as elapsed:
+        report = run_fanout(ctx, max_events=events)
+    seconds = elapsed()
+    return {
+        "events": report.events,
+        "entries_written": report.entries_written,
+        "seconds_wall": seconds,
+        "seconds_per_post": seconds / max(report.events, 1),
+        "rss_mb_before": rss_before,
+        "peak_rss_mb_during": hwm_rss_mb() if was_reset else None,
+    }
+
+
+def measure_pull(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
+    from feedctl.pipelines.fanout.shards import reshard
+    from feedctl.read.pages import FeedReader
+
+    note(f"pull: seeding a community of {args.pull_members:,} members ...")
+    reshard(ctx, 1)  # the shard runs left the consumer sharded
+    run_fanout(ctx)  # nothing left behind before the measured run
+    world = _seed_pull_world(ctx.conn, args.pull_members, args.pull_posts)
+    if args.pull_members <= ctx.settings.pull_threshold:
+        note(f"pull: {args.pull_members:,} members is not over pull_threshold: not pulled")
+    checkpoint(ctx.conn)
+    note("pull: fanning out the pulled community's posts, then the small one's ...")
+    run_fanout(ctx, max_events=1)  # the first post: the community switches to pull here
+    huge_run = _timed_fanout(ctx, args.pull_posts - 1)  # the pulled community's other posts
+    small_run = _timed_fanout(ctx, args.pull_posts)
+    pulled = ctx.conn.execute(
+        "SELECT community_id FROM feed_pull_community WHERE community_id = %s", (world["huge"],)
+    ).fetchall()
+    by_community = dict(
+        ctx.conn.execute(
+            "SELECT community_id, count(*) FROM feed_entry WHERE community_id = ANY(%s) GROUP BY 1",
+            ([world["huge"], world["small"]],),
+        ).fetchall()
+    )
+    if by_community.get(world["huge"], 0) != 0 and pulled:
+        raise BenchFailure("the pulled community's posts were fanned out")
+    if by_community.get(world["small"], 0) != SMALL_MEMBERS * args.pull_posts:
+        raise BenchFailure("the small community's posts were not all fanned out")
+    note(f"pull: reading pages ({args.reads} walks per kind) ...")
+    ctx.conn.execute("VACUUM ANALYZE")
+    reader = FeedReader.for_settings(ctx.conn, ctx.cache, ctx.settings)
+    first = world["first_user"]
+    pulled_members = list(range(first, first + args.pull_members))
+    small_members = list(range(first + args.pull_members, first + args.pull_members + 200))
+    _page_latencies(reader, small_members, len(small_members), pages=1)  # fill their caches
+    small = _page_latencies(reader, small_members, args.reads)
+    huge = _page_latencies(reader, pulled_members, args.reads)
+    small_again = _page_latencies(reader, small_members, args.reads)
+    return {
+        "members": args.pull_members,
+        "posts_per_community": args.pull_posts,
+        "pulled": bool(pulled),
+        "pull_threshold": ctx.settings.pull_threshold,
+        "entries_of_pulled_community": by_community.get(world["huge"], 0),
+        "entries_of_small_community": by_community.get(world["small"], 0),
+        "fanout_pulled": huge_run,
+        "fanout_small": small_run,
+        "read_pulled_member": huge,
+        "read_fanned_out_member": small,
+        "read_fanned_out_member_again": small_again,
+        "p50_ratio_pulled_vs_fanned_out": ratio(huge["p50_ms"], small_again["p50_ms"]),
+        "p99_ratio_pulled_vs_fanned_out": ratio(huge["p99_ms"], small_again["p99_ms"]),
+    }
+
+
+# ------------------------------------------------------------------------------- shards
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardedRun:
+    shards: int
+    entries: int
+    seconds: float  # wall time, from starting the processes to the last one's exit
+    batches_retried: int
+
+    @property
+    def entries_per_second(self) -> float:
+        return rate(self.entries, self.seconds)
+
+
+def _reset_fanout(ctx: Context) -> None:
+    """Back to the seeded backlog: no entries, scores, positions or cached feeds."""
+    ctx.conn.execute(
+        "TRUNCATE feed_entry, post_score, post_score_change, feed_offset_state, feed_repair, "
+        "feed_fanout_layout"
+    )
+    delete_keys(ctx.redis, f"{ctx.prefix}feed:")
+    cache_empty_feeds(ctx)
+    ctx.conn.execute("VACUUM ANALYZE feed_entry")
+    checkpoint(ctx.conn)
+
+
+def measure_shards(
+    ctx: Context, target: BenchTarget, cap: int, count: int, expected: int
+) -> ShardedRun:
+    """The backlog fanned out by `count` concurrent `feedctl fanout --shard i/count`."""
+    from feedctl.pipelines.fanout.shards import reshard
+
+    note(f"fanning the backlog out again with {count} concurrent shard(s) ...")
+    _reset_fanout(ctx)
+    reshard(ctx, count)
+    settings = settings_for(target, cap)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDCTL_")}
+    env.update(
+        FEEDCTL_DATABASE_URL=settings.database_url or "",
+        FEEDCTL_REDIS_URL=settings.redis_url or "",
+        FEEDCTL_REDIS_KEY_PREFIX=settings.redis_key_prefix,
+        FEEDCTL_FEED_CAP=str(cap),
+        FEEDCTL_FEED_RETENTION="0",
+        FEEDCTL_HOME=str(settings.home),
+    )
+    command = [sys.executable, "-m", "feedctl", "--json", "fanout"]
+    shard_args = [[] if count == 1 else ["--shard", f"{i}/{count}"] for i in range(count)]
+    with stopwatch() as elapsed:
+        processes = [
+            subprocess.Popen([*command, *extra], env=env, stdout=subprocess.PIPE, text=True)
+            for extra in shard_args
+        ]
+        outputs = [process.communicate()[0] for process in processes]
+    seconds = elapsed()
+    if any(process.returncode != 0 for process in processes):
+        raise BenchFailure(f"a fan-out shard of {count} failed")
+    reports = [json.loads(out) for out in outputs]
+    row = ctx.conn.execute("SELECT count(*) FROM feed_entry").fetchone()
+    entries = int(row[0]) if row else -1
+    if entries != expected or sum(r["entries_written"] for r in reports) != expected:
+        raise BenchFailure(f"{count} shards wrote {entries:,} entries, expected {expected:,}")
+    retried = sum(int(r.get("batches_retried", 0)) for r in reports)
+    return ShardedRun(count, entries, seconds, retried)
+
+
+def shard_results(runs: list[ShardedRun], copy_rate: float) -> list[dict[str, Any]]:
+    one = next((r.entries_per_second for r in runs if r.shards == 1), None)
+    return [
+        {
+            "shards": r.shards,
+            "entries": r.entries,
+            "seconds_wall": r.seconds,
+            "entries_per_second": r.entries_per_second,
+            "vs_copy_fanout_order": ratio(r.entries_per_second, copy_rate),
+            "speedup_vs_one_shard": ratio(r.entries_per_second, one) if one else None,
+            "batches_retried": r.batches_retried,
+            "cpus": os.cpu_count(),
+        }
+        for r in runs
+    ]
 
 
 # ------------------------------------------------------------------------------ results
@@ -648,7 +910,7 @@ def _fanout_lines(doc: dict[str, Any]) -> list[str]:
             f"{fo['seconds_wall']:.1f} s",
         ),
         _line(
-            "events/s by wall clock, first batch -> last batch",
+            "events/s, first batch -> last batch (wall time)",
             f"{_batch_rate(fo['per_batch'], 0)} /s",
             f"-> {_batch_rate(fo['per_batch'], -1)} /s",
         ),
@@ -678,8 +940,6 @@ def _mb(value: float | None) -> str:
 
 def _batch_rate(batches: list[dict[str, float]], index: int) -> str:
     """The events/s of one batch, from the running totals before and after it."""
-    if not batches:
-        return "n/a"
     position = index % len(batches)
     after = batches[position]
     before = batches[position - 1] if position else dict.fromkeys(after, 0.0)
@@ -737,9 +997,78 @@ def _ratio_lines(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _shard_lines(doc: dict[str, Any]) -> list[str]:
+    if not doc["shards"]:
+        return []
+    cpus = doc["shards"][0]["cpus"]
+    lines = [
+        "",
+        f"sharded fan-out: N concurrent `feedctl fanout --shard i/N` processes, wall time "
+        f"with process start, {cpus} CPUs",
+    ]
+    for r in doc["shards"]:
+        speedup = r["speedup_vs_one_shard"]
+        lines.append(
+            _line(
+                f"{r['shards']} shard(s): {r['entries']:,} entries in {r['seconds_wall']:.1f} s",
+                f"{r['entries_per_second']:,.0f} /s",
+                f"{r['vs_copy_fanout_order']:.2f} of raw COPY (fan-out order)"
+                + (f", {speedup:.2f}x one shard" if speedup is not None else "")
+                + (f", {r['batches_retried']} batches retried" if r["batches_retried"] else ""),
+            )
+        )
+    return lines
+
+
+def _pull_lines(doc: dict[str, Any]) -> list[str]:
+    pull = doc.get("pull")
+    if not pull:
+        return []
+    state = "pulled" if pull["pulled"] else "NOT pulled"
+    huge, small = pull["read_pulled_member"], pull["read_fanned_out_member"]
+    again = pull["read_fanned_out_member_again"]
+    lines = [
+        "",
+        f"pull: a community of {pull['members']:,} members ({state}, pull_threshold "
+        f"{pull['pull_threshold']:,}) and one of {SMALL_MEMBERS}, {pull['posts_per_community']} "
+        "posts each",
+    ]
+    for label, run in (
+        (f"fan-out, pulled community ({pull['members']:,} members)", pull["fanout_pulled"]),
+        (f"fan-out, small community ({SMALL_MEMBERS} members)", pull["fanout_small"]),
+    ):
+        lines.append(
+            _line(
+                f"{label}: {run['events']} posts",
+                f"{run['seconds_wall']:.2f} s",
+                f"{run['entries_written']:,} entries, "
+                f"{run['seconds_per_post'] * 1000:.2f} ms/post; "
+                f"RSS {_mb(run['rss_mb_before'])} before, peak {_mb(run['peak_rss_mb_during'])}",
+            )
+        )
+    return [
+        *lines,
+        _line(
+            "page of 20, member of the pulled community: p50 / p99",
+            f"{huge['p50_ms']:.2f} / {huge['p99_ms']:.2f} ms",
+            f"{huge['reads']} reads (merged at read time, PostgreSQL)",
+        ),
+        _line(
+            "page of 20, fanned-out feed of the same size: p50 / p99",
+            f"{small['p50_ms']:.2f} / {small['p99_ms']:.2f} ms",
+            f"then {again['p50_ms']:.2f} / {again['p99_ms']:.2f} ms (cached)",
+        ),
+        _line(
+            "pulled / fanned out (cached, second run): p50, p99",
+            f"{pull['p50_ratio_pulled_vs_fanned_out']:.2f}x, "
+            f"{pull['p99_ratio_pulled_vs_fanned_out']:.2f}x",
+        ),
+    ]
+
+
 def render(doc: dict[str, Any]) -> str:
     lines = ["feedctl fan-out benchmark", *_server_lines(doc), *_fanout_lines(doc)]
-    lines += [*_limit_lines(doc), *_ratio_lines(doc)]
+    lines += [*_limit_lines(doc), *_ratio_lines(doc), *_shard_lines(doc), *_pull_lines(doc)]
     lines.append(f"\nruntime {doc['runtime_seconds']:.0f} s")
     return "\n".join(lines)
 

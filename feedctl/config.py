@@ -50,6 +50,9 @@ class Settings:
     heuristic: Path | None = None
     active_window_days: int = 7
     batch_size: int = 1_000
+    # Communities with more members than this are pulled: their posts are not written into
+    # members' feeds, reads merge them in (docs/decisions/0034).
+    pull_threshold: int = 100_000
     # Cursor signing secrets: the first signs, every one verifies (for rotation). Empty: the
     # random secret `migrate up` stored in PostgreSQL.
     cursor_secret: tuple[str, ...] = dataclasses.field(default=(), repr=False)
@@ -70,7 +73,13 @@ class Settings:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "config_file"}
-_INT_MINIMUMS = {"feed_cap": 1, "active_window_days": 0, "batch_size": 1, "feed_partitions": 1}
+_INT_MINIMUMS = {
+    "feed_cap": 1,
+    "active_window_days": 0,
+    "batch_size": 1,
+    "feed_partitions": 1,
+    "pull_threshold": 1,
+}
 _INT_MAXIMUMS = {"feed_partitions": 1024}
 MIN_SECRET_CHARS = 16
 # The secret early versions signed every install's cursors with: public, so never accepted.

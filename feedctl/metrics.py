@@ -196,6 +196,8 @@ class RunMetrics:
     counts: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     failures_in_a_row: int | None = None
     feeds_awaiting_repair: int | None = None
+    # Labels beside job and instance that tell runs of one job apart (`fanout --shard`).
+    grouping: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def succeeded(self) -> bool:
@@ -227,13 +229,20 @@ def registry_of(run: RunMetrics, labels: Mapping[str, str] | None = None) -> Col
     return registry
 
 
-def push(registry: CollectorRegistry, url: str, job: str, instance: str) -> None:
-    """Replace this run's metrics in the Pushgateway group {job, instance} (HTTP POST)."""
+def push(
+    registry: CollectorRegistry,
+    url: str,
+    job: str,
+    instance: str,
+    grouping: Mapping[str, str] | None = None,
+) -> None:
+    """Replace this run's metrics in the Pushgateway group {job, instance, grouping...}
+    (HTTP POST)."""
     pushadd_to_gateway(
         url,
         job=job,
         registry=registry,
-        grouping_key={"instance": instance},
+        grouping_key={"instance": instance, **(grouping or {})},
         timeout=PUSH_TIMEOUT_SECONDS,
     )
 
@@ -280,9 +289,10 @@ def deliver(
     host = instance or instance_name()
     try:
         if textfile is not None:
-            write_textfile(registry_of(run, {"job": run.job, "instance": host}), textfile)
+            labels = {"job": run.job, "instance": host, **run.grouping}
+            write_textfile(registry_of(run, labels), textfile)
         elif pushgateway_url:
-            push(registry_of(run), pushgateway_url, run.job, host)
+            push(registry_of(run), pushgateway_url, run.job, host, run.grouping)
     except (OSError, ValueError, http.client.HTTPException) as exc:
         where = f"to {textfile}" if textfile else f"to the Pushgateway at {pushgateway_url}"
         reason = str(exc).strip() or type(exc).__name__
@@ -304,10 +314,15 @@ class RunRecorder:
 
 @contextlib.contextmanager
 def pushed(
-    settings: Settings, job: str, command: str, warn: Callable[[str], None]
+    settings: Settings,
+    job: str,
+    command: str,
+    warn: Callable[[str], None],
+    grouping: Mapping[str, str] | None = None,
 ) -> Iterator[RunRecorder]:
     """Around a command run by hand: push its metrics when it ends, if a Pushgateway is
-    configured. A dry run pushes nothing; a failure pushes its exit code."""
+    configured. A dry run pushes nothing; a failure pushes its exit code. `grouping` labels
+    tell apart runs of one job on one host (each fan-out shard: `shard="i/N"`)."""
     recorder = RunRecorder()
     started = time.monotonic()
     exit_code = EXIT_OK
@@ -329,6 +344,7 @@ def pushed(
                 seconds=time.monotonic() - started,
                 finished_at=time.time(),
                 counts=recorder.counts,
+                grouping=dict(grouping or {}),
             )
             warning = deliver(run, pushgateway_url=settings.pushgateway_url)
             if warning:

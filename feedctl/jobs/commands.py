@@ -26,6 +26,7 @@ from feedctl.pipelines.cache import warm as cache_warm
 from feedctl.pipelines.cache import writes as cache_writes
 from feedctl.pipelines.expire import DEFAULT_CHUNK_POSTS, ExpireReport, expire
 from feedctl.pipelines.fanout.run import DEFAULT_CONSUMER, FanoutReport, run_fanout
+from feedctl.pipelines.fanout.shards import parse_shard
 from feedctl.pipelines.ranking.nightly import RankReport, run_rank
 from feedctl.rank.heuristic import load_heuristic
 
@@ -76,6 +77,7 @@ def _fanout(ctx: Context, options: Mapping[str, Any], guard: RunGuard) -> Fanout
         batch_size=options.get("batch_size"),
         progress=guard,
         stop=guard.stop,
+        shard=parse_shard(options.get("shard", "0/1")),
     )
 
 
@@ -125,7 +127,7 @@ def _vacuum(ctx: Context, options: Mapping[str, Any], guard: RunGuard) -> cache_
 
 
 COMMANDS: dict[str, JobCommand] = {
-    "fanout": JobCommand(frozenset({"max_events", "batch_size", "consumer"}), run=_fanout),
+    "fanout": JobCommand(frozenset({"max_events", "batch_size", "consumer", "shard"}), run=_fanout),
     "rank": JobCommand(frozenset({"everything", "heuristic"}), run=_rank),
     "cache warm": JobCommand(frozenset({"active_since", "force"}), run=_warm),
     "cache repair": JobCommand(frozenset(), run=_repair),

@@ -37,6 +37,7 @@ from feedctl.read.cursor import (
     require_fresh,
 )
 from feedctl.read.cursor_secret import cursor_secrets
+from feedctl.read.pull import pulled_page
 
 MAX_LIMIT = 500
 DEFAULT_RETENTION = Settings().retention
@@ -138,6 +139,11 @@ class FeedReader:
         if cursor is not None:
             position = decode_cursor(cursor, feed, self.secrets)
             require_fresh(position, datetime.now(UTC), self.cursor_max_age)
+        merged = pulled_page(self, feed, position, limit)  # members of pulled communities
+        return merged if merged is not None else self.page_at(feed, position, limit)
+
+    def page_at(self, feed: FeedRef, position: Position | None, limit: int) -> FeedPage:
+        """The page after `position` (the top when None) of the feed's own entries."""
         cached, redis_ok = self._read_cache(feed, position, limit + CACHE_SLACK)
         if cached is not None:
             try:

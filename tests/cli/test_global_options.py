@@ -20,6 +20,7 @@ RECIPES: dict[tuple[str, ...], list[str]] = {
     ("migrate", "up"): [],
     ("migrate", "status"): [],
     ("fanout",): [],
+    ("fanout", "reshard"): ["1", "--dry-run"],
     ("rank",): [],
     ("rank", "backfill"): ["--dry-run", "--heuristic", "{heuristic}"],
     ("rank", "explain"): ["{post_id}"],

@@ -11,6 +11,7 @@ within the first second.
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 import time
@@ -26,6 +27,7 @@ from feedctl.config import Settings
 from feedctl.context import Context, open_context
 from feedctl.db.retry import ATTEMPTS, in_transaction_retrying
 from feedctl.pipelines.fanout.run import Event, FanoutReport, apply_events
+from feedctl.pipelines.fanout.shards import EVERYONE, Shard
 from feedctl.pipelines.ranking.nightly import run_rank, store_chunk
 from feedctl.pipelines.ranking.scores import STAGE_COLUMNS
 from feedctl.synth import seed
@@ -48,7 +50,7 @@ def _world(ctx: Context) -> None:
     ctx.conn.execute("ANALYZE")
 
 
-def _fanout_round(ctx: Context, rng: random.Random) -> None:
+def _fanout_round(ctx: Context, rng: random.Random, shard: Shard) -> None:
     """One fan-out batch over a busy community, rolled back: members leave (in descending
     user order, as a stream may have them), posts are deleted, others fanned out again
     (their entries exist), and members join again."""
@@ -79,7 +81,7 @@ def _fanout_round(ctx: Context, rng: random.Random) -> None:
         events += [Event(0, "post_deleted", p, community, None, "0") for p in deleted]
         events += [Event(0, "post_created", p, community, None, "0") for p in created]
         events += [Event(0, "member_joined", None, community, u, "0") for u in joining]
-        apply_events(ctx, events, FanoutReport())
+        apply_events(ctx, events, FanoutReport(), shard)
 
 
 def _rank_round(ctx: Context, rng: random.Random) -> None:
@@ -117,8 +119,9 @@ def _loop(
                 outcome["deadlocks"] += 1
 
 
+@pytest.mark.parametrize("shard", [EVERYONE, Shard(1, 2)], ids=["unsharded", "shard-1-of-2"])
 def test_fanout_and_rank_on_the_same_entries_never_deadlock(
-    ctx: Context, settings: Settings
+    ctx: Context, settings: Settings, shard: Shard
 ) -> None:
     _world(ctx)
     start = threading.Barrier(2)
@@ -127,7 +130,14 @@ def test_fanout_and_rank_on_the_same_entries_never_deadlock(
     threads = [
         threading.Thread(
             target=_loop,
-            args=(settings, _fanout_round, 1, until, start, outcomes["fanout"]),
+            args=(
+                settings,
+                functools.partial(_fanout_round, shard=shard),
+                1,
+                until,
+                start,
+                outcomes["fanout"],
+            ),
         ),
         threading.Thread(
             target=_loop,

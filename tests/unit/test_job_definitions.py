@@ -141,6 +141,7 @@ def test_job_flags_are_parsed_as_the_command_line_parses_them() -> None:
         "max_events": 500,
         "consumer": "shadow",
     }
+    assert parse_job_flags("fanout", ["--shard", "2/3"]) == {"shard": "2/3"}
     assert parse_job_flags("rank", ["--heuristic", "h.toml"]) == {"heuristic": Path("h.toml")}
     assert parse_job_flags("cache repair", []) == {}
     with pytest.raises(BadInputError, match="No such option: --force"):

@@ -144,6 +144,14 @@ def test_textfile_has_job_and_instance_labels_and_keeps_the_last_success(tmp_pat
     assert list(tmp_path.iterdir()) == [path], "written atomically, no temporary file left"
 
 
+def test_a_fanout_shard_carries_its_shard_label(tmp_path: Path) -> None:
+    path = tmp_path / "feedctl_fanout.prom"
+    run = dataclasses.replace(fanout_run(), grouping={"shard": "1/3"})
+    assert metrics.deliver(run, pushgateway_url=None, textfile=path, instance="h") is None
+    labels = (("instance", "h"), ("job", "fanout"), ("shard", "1/3"))
+    assert read_textfile(path)[("feedctl_fanout_events", labels)] == 12
+
+
 def test_an_unreadable_previous_textfile_is_replaced(tmp_path: Path) -> None:
     path = tmp_path / "feedctl.prom"
     path.write_text("this is { not prometheus text\n")

@@ -77,7 +77,7 @@ LEFT JOIN LATERAL (
 ORDER BY j.name
 
 -- consumer_lags --
-Each consumer's events still to read, the oldest one's age in seconds, and when its position moved.
+Each consumer's events still to read, the oldest one's age in seconds, and when its position moved (a sharded consumer shows one row per shard).
 SELECT s.consumer, count(e.id), extract(epoch FROM now() - min(e.created_at))::float8,
        s.updated_at
 FROM (
@@ -85,6 +85,7 @@ FROM (
     UNION ALL
     SELECT %(default)s, '0'::xid8, 0, NULL
     WHERE NOT EXISTS (SELECT 1 FROM feed_offset_state WHERE consumer = %(default)s)
+      AND NOT EXISTS (SELECT 1 FROM feed_fanout_layout WHERE consumer = %(default)s)
 ) s
 LEFT JOIN feed_events e ON (e.txid, e.id) > (s.last_txid, s.last_event_id)
 GROUP BY s.consumer, s.updated_at

@@ -43,6 +43,16 @@ WHERE (txid, id) > (%(txid)s::xid8, %(event_id)s::bigint)
 ORDER BY txid, id
 LIMIT %(limit)s
 
+-- next_events_through --
+Like next_events, but no further than a position (a shard catching up before a reshard).
+SELECT id, kind, post_id, community_id, user_id, txid
+FROM feed_events
+WHERE (txid, id) > (%(txid)s::xid8, %(event_id)s::bigint)
+  AND (txid, id) <= (%(until_txid)s::xid8, %(until_event_id)s::bigint)
+  AND txid < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY txid, id
+LIMIT %(limit)s
+
 -- advance_consumer --
 Move a consumer's position, in the same transaction as the rows it covers.
 UPDATE feed_offset_state
@@ -101,7 +111,7 @@ FROM locked l
 WHERE fe.user_id = l.user_id AND fe.post_id = l.post_id AND fe.score IS DISTINCT FROM l.score
 
 -- fan_out_posts --
-Write an entry for every member of each post's community (live, scored posts created since the retention cutoff only).
+Write an entry for every member of each post's community (live, scored posts created since the retention cutoff only), of one fan-out shard (user_id mod shards = shard; 0 of 1 is everyone).
 INSERT INTO feed_entry (user_id, post_id, community_id, author_id, score, created_at)
 SELECT m.user_id, p.id, p.community_id, p.author_id, ps.score, p.created_at
 FROM posts p
@@ -109,11 +119,13 @@ JOIN post_score ps ON ps.post_id = p.id
 JOIN memberships m ON m.community_id = p.community_id
 WHERE p.id = ANY(%(post_ids)s) AND p.deleted_at IS NULL
   AND p.created_at >= coalesce(%(since)s::timestamptz, '-infinity')
+  AND (m.user_id %% %(shards)s + %(shards)s) %% %(shards)s = %(shard)s
+  AND NOT EXISTS (SELECT 1 FROM feed_pull_community pc WHERE pc.community_id = p.community_id)
 ORDER BY m.user_id, p.id
 ON CONFLICT (user_id, post_id) DO NOTHING
 
 -- fan_out_new_posts --
-Entries for posts never fanned out before: none can exist, so no conflict check (30% faster).
+Entries for posts never fanned out before: none can exist, so no conflict check (30% faster); one shard's members.
 INSERT INTO feed_entry (user_id, post_id, community_id, author_id, score, created_at)
 SELECT m.user_id, p.id, p.community_id, p.author_id, ps.score, p.created_at
 FROM posts p
@@ -121,6 +133,8 @@ JOIN post_score ps ON ps.post_id = p.id
 JOIN memberships m ON m.community_id = p.community_id
 WHERE p.id = ANY(%(post_ids)s) AND p.deleted_at IS NULL
   AND p.created_at >= coalesce(%(since)s::timestamptz, '-infinity')
+  AND (m.user_id %% %(shards)s + %(shards)s) %% %(shards)s = %(shard)s
+  AND NOT EXISTS (SELECT 1 FROM feed_pull_community pc WHERE pc.community_id = p.community_id)
 ORDER BY m.user_id, p.id
 
 -- scored_post_ids --
@@ -132,8 +146,11 @@ Give the fan-out's sort room in memory for the rest of this transaction.
 SET LOCAL work_mem = '256MB'
 
 -- delete_post_entries --
-Remove deleted posts from every feed and from the community ranking (their rows are locked first: fanout_lock_entries).
-WITH gone AS (DELETE FROM feed_entry WHERE post_id = ANY(%(post_ids)s) RETURNING 1),
+Remove deleted posts from the feeds of one fan-out shard's users (0 of 1: every feed) and from the community ranking (their rows are locked first: fanout_lock_entries).
+WITH gone AS (DELETE FROM feed_entry
+              WHERE post_id = ANY(%(post_ids)s)
+                AND (user_id %% %(shards)s + %(shards)s) %% %(shards)s = %(shard)s
+              RETURNING 1),
      unscored AS (DELETE FROM post_score WHERE post_id = ANY(%(post_ids)s) RETURNING 1)
 SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM unscored)
 
@@ -142,11 +159,13 @@ Lock the post_score rows a fan-out batch may change, in post order, before any f
 SELECT post_id FROM post_score WHERE post_id = ANY(%(post_ids)s) ORDER BY post_id FOR UPDATE
 
 -- fanout_lock_entries --
-Lock, in (user_id, post_id) order, every existing feed entry a fan-out batch may delete or meet on insert: its posts' entries and its joining or leaving members' entries of those communities (decision 0037).
+Lock, in (user_id, post_id) order, every existing feed entry a fan-out batch may delete or meet on insert: its posts' entries in its shard's feeds (0 of 1: every feed) and its joining or leaving members' entries of those communities (decision 0037).
 SELECT count(*) FROM (
     SELECT 1 FROM feed_entry fe
     WHERE (fe.user_id, fe.post_id) IN (
-        SELECT e.user_id, e.post_id FROM feed_entry e WHERE e.post_id = ANY(%(post_ids)s)
+        SELECT e.user_id, e.post_id FROM feed_entry e
+        WHERE e.post_id = ANY(%(post_ids)s)
+          AND (e.user_id %% %(shards)s + %(shards)s) %% %(shards)s = %(shard)s
         UNION ALL
         SELECT e.user_id, e.post_id
         FROM unnest(%(user_ids)s::bigint[], %(community_ids)s::bigint[]) AS t(user_id, community_id)
@@ -157,7 +176,7 @@ SELECT count(*) FROM (
 ) locked
 
 -- merge_community_into_feed --
-A member who joined gets the community's whole retained feed: every live scored post created since the cutoff.
+A member who joined gets the community's whole retained feed: every live scored post created since the cutoff (none from a pulled community: reads merge those).
 INSERT INTO feed_entry (user_id, post_id, community_id, author_id, score, created_at)
 SELECT m.user_id, p.id, p.community_id, p.author_id, ps.score, p.created_at
 FROM memberships m
@@ -165,6 +184,7 @@ JOIN post_score ps ON ps.community_id = m.community_id
 JOIN posts p ON p.id = ps.post_id AND p.deleted_at IS NULL
 WHERE m.community_id = %(community_id)s AND m.user_id = %(user_id)s
   AND p.created_at >= coalesce(%(since)s::timestamptz, '-infinity')
+  AND NOT EXISTS (SELECT 1 FROM feed_pull_community pc WHERE pc.community_id = m.community_id)
 ON CONFLICT (user_id, post_id) DO NOTHING
 
 -- remove_community_from_feed --
@@ -175,10 +195,11 @@ WHERE fe.user_id = %(user_id)s AND fe.community_id = %(community_id)s
                   WHERE m.community_id = %(community_id)s AND m.user_id = %(user_id)s)
 
 -- post_scores --
-Current scores and communities of posts created since the retention cutoff.
+Current scores and communities of live posts created since the retention cutoff.
 SELECT ps.post_id, ps.community_id, ps.score
 FROM post_score ps JOIN posts p ON p.id = ps.post_id
-WHERE ps.post_id = ANY(%(post_ids)s) AND p.created_at >= coalesce(%(since)s::timestamptz, '-infinity')
+WHERE ps.post_id = ANY(%(post_ids)s) AND p.deleted_at IS NULL
+  AND p.created_at >= coalesce(%(since)s::timestamptz, '-infinity')
 
 -- mark_for_repair --
 Remember that these feeds' caches missed a write.
@@ -301,9 +322,11 @@ Which of these users were active since a time.
 SELECT id FROM users WHERE id = ANY(%(ids)s) AND last_active_at >= %(since)s
 
 -- community_sizes --
-How many members each of these communities has.
-SELECT community_id, count(*) FROM memberships
-WHERE community_id = ANY(%(ids)s) GROUP BY community_id
+How many members each of these communities has (pulled ones are left out: they are not counted again).
+SELECT community_id, count(*) FROM memberships m
+WHERE community_id = ANY(%(ids)s)
+  AND NOT EXISTS (SELECT 1 FROM feed_pull_community pc WHERE pc.community_id = m.community_id)
+GROUP BY community_id
 
 -- close_cache_pending_through --
 The cache has every write up to this position: clear the range unless a newer batch committed.
@@ -360,6 +383,65 @@ ON CONFLICT (name) DO UPDATE
 SET retention_seconds = excluded.retention_seconds, last_created_at = excluded.last_created_at,
     last_post_id = excluded.last_post_id,
     entries_removed = s.entries_removed + excluded.entries_removed, updated_at = now()
+
+-- insert_new_post_scores --
+Store staged scores of posts that have none yet; a score another fan-out shard stored first is kept, so every shard's entries carry the same score.
+INSERT INTO post_score (post_id, community_id, score, reactions_count, comments_count,
+                        reputation, heuristic_version, scored_at)
+SELECT post_id, community_id, score, reactions_count, comments_count, reputation,
+       %(version)s, now()
+FROM score_stage
+ORDER BY post_id
+ON CONFLICT (post_id) DO NOTHING
+
+-- fanout_layout --
+How many shards a fan-out consumer runs as (1 when it has no layout row).
+SELECT coalesce((SELECT shard_count FROM feed_fanout_layout WHERE consumer = %(consumer)s), 1)
+
+-- set_fanout_layout --
+Record how many shards a fan-out consumer runs as.
+INSERT INTO feed_fanout_layout (consumer, shard_count) VALUES (%(consumer)s, %(shards)s)
+ON CONFLICT (consumer) DO UPDATE SET shard_count = excluded.shard_count, changed_at = now()
+
+-- fanout_positions --
+The positions (and pending cache ranges) of these consumers, by name.
+SELECT consumer, last_txid, last_event_id, cache_from_txid IS NOT NULL, events_processed
+FROM feed_offset_state WHERE consumer = ANY(%(consumers)s) ORDER BY consumer
+
+-- drop_consumers --
+Forget these consumers' positions (a reshard replaces them).
+DELETE FROM feed_offset_state WHERE consumer = ANY(%(consumers)s)
+
+-- place_consumer --
+Create or move a consumer's position to a given point, with no cache writes pending.
+INSERT INTO feed_offset_state AS s (consumer, last_txid, last_event_id, events_processed)
+VALUES (%(consumer)s, %(txid)s::xid8, %(event_id)s, %(events)s)
+ON CONFLICT (consumer) DO UPDATE
+SET last_txid = excluded.last_txid, last_event_id = excluded.last_event_id,
+    events_processed = excluded.events_processed, cache_from_txid = NULL,
+    cache_from_event_id = NULL, updated_at = now()
+
+-- pull_new_communities --
+Switch communities with more members than the threshold to pull (posts not written into members' feeds); returns every pulled one among these.
+WITH sized AS (
+    SELECT m.community_id, count(*) AS members FROM memberships m
+    WHERE m.community_id = ANY(%(ids)s)
+      AND NOT EXISTS (SELECT 1 FROM feed_pull_community p WHERE p.community_id = m.community_id)
+    GROUP BY m.community_id HAVING count(*) > %(threshold)s
+),
+added AS (
+    INSERT INTO feed_pull_community (community_id, members)
+    SELECT community_id, members FROM sized ORDER BY community_id
+    ON CONFLICT (community_id) DO NOTHING
+    RETURNING community_id
+)
+SELECT community_id FROM added
+UNION
+SELECT community_id FROM feed_pull_community WHERE community_id = ANY(%(ids)s)
+
+-- pulled_among --
+Which of these communities are pulled (their posts are read from the community, not fanned out).
+SELECT community_id FROM feed_pull_community WHERE community_id = ANY(%(ids)s)
 
 -- user_entries_of --
 The current retained entries of some users' feeds among some posts: what a fenced cache write brings those entries to (an entry not returned is not in the feed).

@@ -31,6 +31,7 @@ from feedctl.pipelines.cache.writes import (
     write_entries,
     write_tops,
 )
+from feedctl.pipelines.fanout.shards import EVERYONE, Shard, holds
 
 
 class CacheTally(Protocol):
@@ -53,6 +54,9 @@ class RedisWork:
         default_factory=lambda: defaultdict(list)
     )  # community id -> [post id]
     refresh: set[int] = dataclasses.field(default_factory=set)  # user ids
+    # Pulled communities (docs/decisions/0034): only their own cached feed is written;
+    # members' feeds merge their posts at read time.
+    pulled: set[int] = dataclasses.field(default_factory=set)
 
 
 class CacheWriter:
@@ -121,22 +125,39 @@ class CacheWriter:
             self.report.feeds_marked_for_repair += len(feeds)
 
 
-def write_cache(ctx: Context, work: RedisWork, report: CacheTally) -> None:
-    """Apply one batch's cache writes (Redis failures are counted and marked)."""
+def write_cache(ctx: Context, work: RedisWork, report: CacheTally, shard: Shard = EVERYONE) -> None:
+    """Apply one batch's cache writes (Redis failures are counted and marked): of a shard,
+    the feeds of its users and of its communities only."""
     writer = CacheWriter(ctx, report)
     for community_id, posts in work.created.items():
-        writer.upsert([community_feed(community_id)], posts)
-        for users in member_pages(ctx.conn, community_id):
+        if holds(shard, community_id):
+            writer.upsert([community_feed(community_id)], posts)
+        if community_id in work.pulled:
+            continue
+        for users in _members(ctx, community_id, shard):
             writer.upsert([user_feed(u) for u in users], posts)
     for community_id, post_ids in work.deleted.items():
-        writer.remove([community_feed(community_id)], post_ids)
-        for users in member_pages(ctx.conn, community_id):
+        if holds(shard, community_id):
+            writer.remove([community_feed(community_id)], post_ids)
+        if community_id in work.pulled:
+            # A member's cached feed may still hold a post fanned out before the community
+            # was pulled: the page check finds it gone and reads PostgreSQL (and refills).
+            continue
+        for users in _members(ctx, community_id, shard):
             writer.remove([user_feed(u) for u in users], post_ids)
     if work.refresh:
         refreshed = CacheReport()
         refresh_cached(ctx, [user_feed(u) for u in sorted(work.refresh)], refreshed)
         report.redis_failures += refreshed.redis_failures
         report.feeds_marked_for_repair += refreshed.redis_failures
+
+
+def _members(ctx: Context, community_id: int, shard: Shard) -> Iterator[list[int]]:
+    """A community's members of one shard, in pages."""
+    for users in member_pages(ctx.conn, community_id):
+        mine = users if shard.count == 1 else [u for u in users if holds(shard, u)]
+        if mine:
+            yield mine
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,14 +180,16 @@ class CacheStage:
 
 
 @contextmanager
-def cache_stage(ctx: Context, consumer: str, report: CacheTally) -> Iterator[CacheStage]:
+def cache_stage(
+    ctx: Context, consumer: str, report: CacheTally, shard: Shard = EVERYONE
+) -> Iterator[CacheStage]:
     """A running CacheStage; leaving the block waits for every submitted batch."""
     with ctx.second_connection() as conn:
         own = dataclasses.replace(ctx, conn=conn)
 
         def write(item: _Committed) -> None:
             started = time.perf_counter()
-            write_cache(own, item.work, report)
+            write_cache(own, item.work, report, shard)
             params = {"consumer": consumer, "txid": item.txid, "event_id": item.event_id}
             own.conn.execute(query("close_cache_pending_through"), params)
             report.seconds_cache += time.perf_counter() - started

@@ -4,6 +4,9 @@ Each batch of events is applied to PostgreSQL and the position advanced in one
 transaction; cached feeds in Redis are written after the commit, by a stage that runs one
 batch behind on its own connection (feedctl.pipelines.fanout.cache_writes). A Redis write that
 fails is counted and its feeds are marked for repair: PostgreSQL stays the truth.
+
+With `shard` i/N (feedctl.pipelines.fanout.shards), the run reads every event but writes only
+the feeds of users with user_id mod N = i, under its own position (docs/decisions/0033).
 """
 
 from __future__ import annotations
@@ -27,13 +30,25 @@ from feedctl.db.retry import in_transaction_retrying
 from feedctl.db.sql_blocks import query
 from feedctl.faults import checkpoint
 from feedctl.pipelines.fanout.cache_writes import CacheStage, RedisWork, cache_stage, write_cache
-from feedctl.pipelines.ranking.scores import read_inputs, store_scores
+from feedctl.pipelines.fanout.shards import (
+    EVERYONE,
+    Position,
+    Shard,
+    holds,
+    layout_lock,
+    position_name,
+    shard_params,
+)
+from feedctl.pipelines.ranking.scores import read_inputs, stage_scores, store_scores
 from feedctl.progress import SILENT, Progress
+from feedctl.rank.scoring import score_frame
 
 DEFAULT_CONSUMER = "default"
 PHASE = "fan-out (events)"
 # Entries one batch may write, at most (one post to a larger community is one batch).
 ENTRIES_PER_BATCH = 500_000
+# A batch that lost a deadlock to another shard (both scoring one post) is retried this often.
+DEADLOCK_RETRIES = 5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +66,7 @@ class FanoutReport:
     """What one fan-out run did."""
 
     consumer: str = DEFAULT_CONSUMER
+    shard: str = "0/1"  # i/N: this run wrote the feeds of users with user_id mod N = i
     events: int = 0
     batches: int = 0
     entries_written: int = 0
@@ -63,8 +79,8 @@ class FanoutReport:
     seconds_cache: float = 0.0  # writing Redis after the commits
     cache_batches_replayed: int = 0  # cache writes redone after a run died before them
     feeds_warmed: int = 0  # uncached feeds of active users, filled from PostgreSQL
-    transactions_retried: int = 0  # batches PostgreSQL aborted (deadlock, serialization), redone
     stopped: bool = False  # a stop request ended the run between batches
+    batches_retried: int = 0  # batches PostgreSQL aborted (a deadlock: decision 0037), redone
     dry_run: bool = False
 
 
@@ -79,36 +95,45 @@ def run_fanout(
     follow: bool = False,
     poll_interval: float = 1.0,
     stop: threading.Event | None = None,
+    shard: Shard = EVERYONE,
+    until: Position | None = None,
 ) -> FanoutReport:
     """Consume events until none are ready (or `max_events`); see the module docstring.
 
     With `follow`, keep polling every `poll_interval` seconds until `stop` is set; a stop
-    takes effect between batches, so the batch under way always finishes.
+    takes effect between batches, so the batch under way always finishes. `shard` must
+    match the consumer's layout (BadInputError otherwise); `until` reads no event past
+    that position (what a reshard uses to bring shards to one position).
     """
-    report = FanoutReport(consumer=consumer, dry_run=dry_run)
+    report = FanoutReport(consumer=consumer, shard=str(shard), dry_run=dry_run)
     batch = batch_size or ctx.settings.batch_size
     stop = stop or threading.Event()
     conn = ctx.conn
-    with advisory_lock(conn, f"feedctl.fanout:{consumer}"), _dry_run_scope(conn, dry_run):
+    base, consumer = consumer, position_name(consumer, shard)
+    with (
+        layout_lock(conn, base, shard),
+        advisory_lock(conn, f"feedctl.fanout:{consumer}"),
+        _dry_run_scope(conn, dry_run),
+    ):
         conn.execute(query("ensure_consumer"), {"consumer": consumer})
         if not dry_run:
-            _replay_pending_cache_writes(ctx, consumer, batch, report)
+            _replay_pending_cache_writes(ctx, consumer, batch, report, shard)
         _start_phase(conn, consumer, max_events, follow, report, progress)
-        with _cache_side(ctx, consumer, report) as stage:
+        with _cache_side(ctx, consumer, report, shard) as stage:
             while max_events is None or report.events < max_events:
                 if stop.is_set():
                     report.stopped = True
                     break
                 limit = batch if max_events is None else min(batch, max_events - report.events)
                 events = report.events
-                committed = _run_batch(ctx, consumer, limit, report)
+                committed = _run_batch(ctx, consumer, limit, report, shard, until)
                 if committed is not None:
                     if stage is not None:
                         stage.submit(*committed)
                     progress.advance(report.events - events)
                     progress.status(_status(report))
                     continue
-                if not follow:
+                if not follow or until is not None:
                     break
                 _measure_lag(conn, consumer, report)
                 progress.advance(0)  # idle: nothing done, but a guard may check its time
@@ -141,17 +166,23 @@ def _status(report: FanoutReport) -> str:
 
 
 @contextlib.contextmanager
-def _cache_side(ctx: Context, consumer: str, report: FanoutReport) -> Iterator[CacheStage | None]:
+def _cache_side(
+    ctx: Context, consumer: str, report: FanoutReport, shard: Shard
+) -> Iterator[CacheStage | None]:
     """The stage that writes Redis alongside; none in a dry run (nothing is written)."""
     if report.dry_run:
         yield None
         return
-    with cache_stage(ctx, consumer, report) as stage:
+    with cache_stage(ctx, consumer, report, shard) as stage:
         yield stage
 
 
-def measure_lag(ctx: Context, consumer: str = DEFAULT_CONSUMER) -> tuple[int, float]:
-    """Events a consumer has still to read, and the age in seconds of the oldest."""
+def measure_lag(
+    ctx: Context, consumer: str = DEFAULT_CONSUMER, shard: Shard = EVERYONE
+) -> tuple[int, float]:
+    """Events a consumer (or one shard of it) has still to read, and the age in seconds of
+    the oldest."""
+    consumer = position_name(consumer, shard)
     report = FanoutReport(consumer=consumer)
     ctx.conn.execute(query("ensure_consumer"), {"consumer": consumer})
     _measure_lag(ctx.conn, consumer, report)
@@ -159,40 +190,34 @@ def measure_lag(ctx: Context, consumer: str = DEFAULT_CONSUMER) -> tuple[int, fl
 
 
 def _run_batch(
-    ctx: Context, consumer: str, limit: int, report: FanoutReport
+    ctx: Context,
+    consumer: str,
+    limit: int,
+    report: FanoutReport,
+    shard: Shard,
+    until: Position | None,
 ) -> tuple[RedisWork, str, int] | None:
     """One batch in one PostgreSQL transaction; returns the cache work it calls for and
-    the position it committed, or None when no event was ready."""
-    conn = ctx.conn
+    the position it committed, or None when no event was ready. A batch PostgreSQL aborted
+    (a deadlock with another shard or another writer; it wrote nothing then) is run again
+    by feedctl.db.retry, counted in `batches_retried`."""
     started = time.perf_counter()
-
-    def batch() -> tuple[list[Event], RedisWork, FanoutReport] | None:
-        position = _position(conn, consumer)
-        events = _read_events(
-            conn, "next_events", {"txid": position[0], "event_id": position[1]}, limit
-        )
-        if not events:
-            return None
-        events = _bounded(conn, events, ctx.cap)
-        checkpoint("fanout.after_read")
-        counts = FanoutReport(consumer=consumer, dry_run=report.dry_run)  # this attempt's
-        work = apply_events(ctx, events, counts)
-        checkpoint("fanout.after_write")
-        _advance(conn, consumer, events)
-        if not report.dry_run:
-            params = {"consumer": consumer, "txid": position[0], "event_id": position[1]}
-            conn.execute(query("open_cache_pending"), params)
-        return events, work, counts
+    written, removed = report.entries_written, report.entries_removed
 
     def retried() -> None:
-        report.transactions_retried += 1
+        report.entries_written, report.entries_removed = written, removed
+        report.batches_retried += 1
 
-    done = in_transaction_retrying(conn, batch, what="fan-out batch", on_retry=retried)
+    done = in_transaction_retrying(
+        ctx.conn,
+        lambda: _batch(ctx, consumer, limit, report, shard, until),
+        what="fan-out batch",
+        on_retry=retried,
+        attempts=DEADLOCK_RETRIES + 1,
+    )
     if done is None:
         return None
-    events, work, counts = done
-    report.entries_written += counts.entries_written
-    report.entries_removed += counts.entries_removed
+    events, work = done
     checkpoint("fanout.after_commit")
     report.seconds_database += time.perf_counter() - started
     report.events += len(events)
@@ -200,8 +225,38 @@ def _run_batch(
     return work, events[-1].txid, events[-1].id
 
 
+def _batch(
+    ctx: Context,
+    consumer: str,
+    limit: int,
+    report: FanoutReport,
+    shard: Shard,
+    until: Position | None,
+) -> tuple[list[Event], RedisWork] | None:
+    """The statements of one batch, inside its transaction."""
+    conn = ctx.conn
+    position = _position(conn, consumer)
+    params: dict[str, Any] = {"txid": position[0], "event_id": position[1]}
+    if until is None:
+        events = _read_events(conn, "next_events", params, limit)
+    else:
+        bound = {"until_txid": str(until.txid), "until_event_id": until.event_id}
+        events = _read_events(conn, "next_events_through", {**params, **bound}, limit)
+    if not events:
+        return None
+    events = _bounded(conn, events, ctx.cap, ctx.settings.pull_threshold)
+    checkpoint("fanout.after_read")
+    work = apply_events(ctx, events, report, shard)
+    checkpoint("fanout.after_write")
+    _advance(conn, consumer, events)
+    if not report.dry_run:
+        params = {"consumer": consumer, "txid": position[0], "event_id": position[1]}
+        conn.execute(query("open_cache_pending"), params)
+    return events, work
+
+
 def _replay_pending_cache_writes(
-    ctx: Context, consumer: str, batch: int, report: FanoutReport
+    ctx: Context, consumer: str, batch: int, report: FanoutReport, shard: Shard
 ) -> None:
     """Redo the cache writes of batches committed by a run that died before writing Redis.
 
@@ -217,13 +272,13 @@ def _replay_pending_cache_writes(
         events = _read_events(ctx.conn, "events_in_range", params, batch)
         if not events:
             break
-        write_cache(ctx, _work_of(ctx, events), report)
+        write_cache(ctx, _work_of(ctx, events, shard), report, shard)
         after = (events[-1].txid, events[-1].id)
     ctx.conn.execute(query("close_cache_pending"), {"consumer": consumer})
     report.cache_batches_replayed += 1
 
 
-def _work_of(ctx: Context, events: list[Event]) -> RedisWork:
+def _work_of(ctx: Context, events: list[Event], shard: Shard) -> RedisWork:
     """The cache writes that committed events call for, from PostgreSQL as it is now."""
     work = RedisWork()
     created = [e.post_id for e in events if e.kind == "post_created" and e.post_id is not None]
@@ -236,6 +291,9 @@ def _work_of(ctx: Context, events: list[Event]) -> RedisWork:
             work.deleted[event.community_id].append(event.post_id)
         elif event.kind in ("member_joined", "member_left") and event.user_id is not None:
             work.refresh.add(event.user_id)
+    if shard.count > 1:
+        work.refresh = {u for u in work.refresh if holds(shard, u)}
+    work.pulled = _pulled(ctx, sorted({*work.created, *work.deleted}), switch=False)
     return work
 
 
@@ -249,14 +307,20 @@ def _dry_run_scope(conn: psycopg.Connection[Any], dry_run: bool) -> Iterator[Non
         yield
 
 
-def _bounded(conn: psycopg.Connection[Any], events: list[Event], cap: int) -> list[Event]:
+def _bounded(
+    conn: psycopg.Connection[Any], events: list[Event], cap: int, pull_threshold: int
+) -> list[Event]:
     """The longest head of `events` whose estimated entries stay within ENTRIES_PER_BATCH
     (at least one event), so that a transaction's size does not grow with communities."""
     communities = sorted({e.community_id for e in events if e.kind == "post_created"})
     sizes = dict(conn.execute(query("community_sizes"), {"ids": communities}).fetchall())
+    pulled = {c for c, size in sizes.items() if size > pull_threshold}  # no entries written
     total = 0
     for index, event in enumerate(events):
-        total += sizes.get(event.community_id, 0) if event.kind == "post_created" else cap
+        if event.kind != "post_created":
+            total += cap
+        elif event.community_id not in pulled:
+            total += sizes.get(event.community_id, 0)
         if total > ENTRIES_PER_BATCH and index > 0:
             return events[:index]
     return events
@@ -283,7 +347,9 @@ def _advance(conn: psycopg.Connection[Any], consumer: str, events: list[Event]) 
     )
 
 
-def apply_events(ctx: Context, events: list[Event], report: FanoutReport) -> RedisWork:
+def apply_events(
+    ctx: Context, events: list[Event], report: FanoutReport, shard: Shard = EVERYONE
+) -> RedisWork:
     """Apply events in order, consecutive events of one kind as one set-based statement.
 
     Posts created before the retention cutoff (taken once, by the transaction's clock) are
@@ -291,34 +357,40 @@ def apply_events(ctx: Context, events: list[Event], report: FanoutReport) -> Red
     """
     work = RedisWork()
     since = ctx.retained_since()
-    lock_rows(ctx.conn, events)
+    lock_rows(ctx.conn, events, shard)
     for kind, run in groupby(events, key=lambda e: e.kind):
-        _APPLIERS[kind](ctx, list(run), report, work, since)
+        _APPLIERS[kind](ctx, list(run), report, work, since, shard)
     return work
 
 
-def lock_rows(conn: psycopg.Connection[Any], events: list[Event]) -> None:
+def lock_rows(conn: psycopg.Connection[Any], events: list[Event], shard: Shard) -> None:
     """Lock every existing row the batch may change, in the order every writer keeps
-    (decision 0037): post_score rows in post order, then feed entries in (user_id, post_id)
-    order, each by one statement. The events' statements then only write rows this
-    transaction holds already or rows no other transaction can see (new entries), so they
-    never wait on a rank or backfill in an order of their own (events run in stream order:
-    users and posts come in any order)."""
+    (decision 0037): post_score rows in post order, then the shard's feed entries in
+    (user_id, post_id) order, each by one statement. The events' statements then only
+    write rows this transaction holds already or rows no other transaction can see (new
+    entries), so they never wait on a rank or backfill in an order of their own (events
+    run in stream order: users and posts come in any order).
+
+    The post_score rows are those the batch deletes, and, unsharded, those it rescores
+    (a shard only adds scores no post has yet, so shards do not queue on each other's)."""
+    rescored = _POST_KINDS if shard.count == 1 else frozenset({"post_deleted"})
+    scores = sorted({e.post_id for e in events if e.post_id is not None and e.kind in rescored})
     posts = sorted({e.post_id for e in events if e.post_id is not None and e.kind in _POST_KINDS})
     pairs = sorted(
         {
             (e.user_id, e.community_id)
             for e in events
-            if e.user_id is not None and e.kind in _MEMBER_KINDS
+            if e.user_id is not None and e.kind in _MEMBER_KINDS and holds(shard, e.user_id)
         }
     )
-    if posts:
-        conn.execute(query("fanout_lock_post_scores"), {"post_ids": posts})
+    if scores:
+        conn.execute(query("fanout_lock_post_scores"), {"post_ids": scores})
     if posts or pairs:
         params = {
             "post_ids": posts,
             "user_ids": [user for user, _ in pairs],
             "community_ids": [community for _, community in pairs],
+            **shard_params(shard),
         }
         conn.execute(query("fanout_lock_entries"), params)
 
@@ -328,36 +400,77 @@ _MEMBER_KINDS = frozenset({"member_joined", "member_left"})
 
 
 def _apply_created(
-    ctx: Context, run: list[Event], report: FanoutReport, work: RedisWork, since: datetime | None
+    ctx: Context,
+    run: list[Event],
+    report: FanoutReport,
+    work: RedisWork,
+    since: datetime | None,
+    shard: Shard,
 ) -> None:
     post_ids = sorted({e.post_id for e in run if e.post_id is not None})
     seen = {row[0] for row in ctx.conn.execute(query("scored_post_ids"), {"post_ids": post_ids})}
-    inputs = read_inputs(ctx.conn, post_ids)
-    scored, _ = store_scores(ctx.conn, inputs, ctx.heuristic, update_entries=False)
+    if shard.count > 1:
+        _score_unscored(ctx, [p for p in post_ids if p not in seen])
+        params = {"post_ids": post_ids, "since": since}
+        scores = ctx.conn.execute(query("post_scores"), params).fetchall()
+    else:
+        inputs = read_inputs(ctx.conn, post_ids)
+        scored, _ = store_scores(ctx.conn, inputs, ctx.heuristic, update_entries=False)
+        if since is not None:
+            scored = scored.filter(pl.col("created_at") >= since.astimezone(UTC))
+        scores = scored.select("post_id", "community_id", "score").rows()
+    if not scores:
+        return
+    pulled = _pulled(ctx, sorted({community_id for _, community_id, _ in scores}), switch=True)
+    work.pulled |= pulled
+    fanned = {post_id for post_id, community_id, _ in scores if community_id not in pulled}
+    new = [p for p in post_ids if p not in seen and p in fanned]
+    old = [p for p in sorted(seen) if p in fanned]
+    report.entries_written += _insert_entries(ctx.conn, new, since, shard)
+    report.entries_written += _insert_entries(ctx.conn, old, since, shard, may_exist=True)
+    for post_id, community_id, score in scores:
+        work.created[community_id].append((post_id, score))
+
+
+def _pulled(ctx: Context, communities: list[int], *, switch: bool) -> set[int]:
+    """Which of these communities are pulled; with `switch`, those with more members than
+    `pull_threshold` become pulled first (in this transaction, docs/decisions/0034)."""
+    if not communities:
+        return set()
+    if switch:
+        params = {"ids": communities, "threshold": ctx.settings.pull_threshold}
+        rows = ctx.conn.execute(query("pull_new_communities"), params).fetchall()
+    else:
+        rows = ctx.conn.execute(query("pulled_among"), {"ids": communities}).fetchall()
+    return {int(row[0]) for row in rows}
+
+
+def _score_unscored(ctx: Context, post_ids: list[int]) -> None:
+    """A shard scores only posts with no score yet, and keeps a score another shard stored
+    first: rescoring a post would leave the other shards' entries with the old score, and
+    `rank` (which finds changed inputs by the stored ones) would never revisit them."""
+    scored = score_frame(read_inputs(ctx.conn, post_ids).sort("post_id"), ctx.heuristic)
     if scored.is_empty():
         return
-    new = [p for p in post_ids if p not in seen]
-    report.entries_written += _insert_entries(ctx.conn, new, since)
-    report.entries_written += _insert_entries(ctx.conn, sorted(seen), since, may_exist=True)
-    if since is not None:
-        scored = scored.filter(pl.col("created_at") >= since.astimezone(UTC))
-    for post_id, community_id, score in scored.select("post_id", "community_id", "score").rows():
-        work.created[community_id].append((post_id, score))
+    stage_scores(ctx.conn, scored)
+    ctx.conn.execute(query("insert_new_post_scores"), {"version": ctx.heuristic.version})
 
 
 def _insert_entries(
     conn: psycopg.Connection[Any],
     post_ids: list[int],
     since: datetime | None,
+    shard: Shard,
     *,
     may_exist: bool = False,
 ) -> int:
-    """Entries for every member; a post never scored before cannot have any yet, so its
-    rows skip the conflict check (if one exists after all, the batch falls back to it)."""
+    """Entries for every member (of the shard); a post never scored before cannot have any
+    yet, so its rows skip the conflict check (if one exists after all, the batch falls back
+    to it)."""
     if not post_ids:
         return 0
     conn.execute(query("raise_work_mem"))
-    params = {"post_ids": post_ids, "since": since}
+    params = {"post_ids": post_ids, "since": since, **shard_params(shard)}
     if may_exist:
         return conn.execute(query("fan_out_posts"), params).rowcount
     try:
@@ -368,10 +481,16 @@ def _insert_entries(
 
 
 def _apply_deleted(
-    ctx: Context, run: list[Event], report: FanoutReport, work: RedisWork, since: datetime | None
+    ctx: Context,
+    run: list[Event],
+    report: FanoutReport,
+    work: RedisWork,
+    since: datetime | None,
+    shard: Shard,
 ) -> None:
     post_ids = sorted({e.post_id for e in run if e.post_id is not None})
-    row = ctx.conn.execute(query("delete_post_entries"), {"post_ids": post_ids}).fetchone()
+    params = {"post_ids": post_ids, **shard_params(shard)}
+    row = ctx.conn.execute(query("delete_post_entries"), params).fetchone()
     report.entries_removed += int(row[0]) if row else 0
     for event in run:
         if event.post_id is not None:
@@ -379,10 +498,15 @@ def _apply_deleted(
 
 
 def _apply_joined(
-    ctx: Context, run: list[Event], report: FanoutReport, work: RedisWork, since: datetime | None
+    ctx: Context,
+    run: list[Event],
+    report: FanoutReport,
+    work: RedisWork,
+    since: datetime | None,
+    shard: Shard,
 ) -> None:
     for event in run:
-        if event.user_id is None:
+        if event.user_id is None or not holds(shard, event.user_id):
             continue
         params = {"user_id": event.user_id, "community_id": event.community_id, "since": since}
         report.entries_written += ctx.conn.execute(
@@ -392,10 +516,15 @@ def _apply_joined(
 
 
 def _apply_left(
-    ctx: Context, run: list[Event], report: FanoutReport, work: RedisWork, since: datetime | None
+    ctx: Context,
+    run: list[Event],
+    report: FanoutReport,
+    work: RedisWork,
+    since: datetime | None,
+    shard: Shard,
 ) -> None:
     for event in run:
-        if event.user_id is None:
+        if event.user_id is None or not holds(shard, event.user_id):
             continue
         params = {"user_id": event.user_id, "community_id": event.community_id}
         report.entries_removed += ctx.conn.execute(
@@ -404,7 +533,7 @@ def _apply_left(
         work.refresh.add(event.user_id)
 
 
-Applier = Callable[[Context, list[Event], FanoutReport, RedisWork, datetime | None], None]
+Applier = Callable[[Context, list[Event], FanoutReport, RedisWork, datetime | None, Shard], None]
 _APPLIERS: dict[str, Applier] = {
     "post_created": _apply_created,
     "post_deleted": _apply_deleted,
