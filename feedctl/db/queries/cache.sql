@@ -160,7 +160,7 @@ FROM pin CROSS JOIN in_range
 LEFT JOIN (listed l JOIN posts p ON p.id = l.post_id AND p.deleted_at IS NULL) ON true
 
 -- rebuild_user_feeds_apply --
-Rewrite several users' feeds to their recomputed retained feed in one statement (delete what should go, insert what is missing, fix rows that differ); counts before, after, removed, added, updated.
+Rewrite several users' feeds to their recomputed retained feed in one statement (lock their entries in (user_id, post_id) order, delete what should go, insert what is missing, fix rows that differ); counts before, after, removed, added, updated.
 WITH desired AS MATERIALIZED (
     SELECT u.id AS user_id, top.post_id, top.community_id, top.author_id, top.score,
            top.created_at
@@ -174,13 +174,16 @@ WITH desired AS MATERIALIZED (
           AND p.created_at >= coalesce(%(since)s::timestamptz, '-infinity')
     ) top
 ),
-present AS MATERIALIZED (
+present AS MATERIALIZED (  -- read first (by `before`): every row locked in key order (0037)
     SELECT user_id, post_id FROM feed_entry WHERE user_id = ANY(%(ids)s)
+    ORDER BY user_id, post_id
+    FOR UPDATE
 ),
 before AS (SELECT count(*) AS entries FROM present),
 removed AS (
     DELETE FROM feed_entry fe
-    WHERE fe.user_id = ANY(%(ids)s)
+    USING present pr
+    WHERE fe.user_id = pr.user_id AND fe.post_id = pr.post_id
       AND NOT EXISTS (SELECT 1 FROM desired d
                       WHERE d.user_id = fe.user_id AND d.post_id = fe.post_id)
     RETURNING 1

@@ -85,22 +85,30 @@ Load new scores into the stage.
 COPY score_stage (post_id, community_id, score, reactions_count, comments_count, reputation) FROM STDIN (FORMAT csv)
 
 -- upsert_post_scores --
-Store the staged scores and their inputs.
+Store the staged scores and their inputs, locking post_score rows in post order (decision 0037).
 INSERT INTO post_score AS ps (post_id, community_id, score, reactions_count, comments_count,
                               reputation, heuristic_version, scored_at)
 SELECT post_id, community_id, score, reactions_count, comments_count, reputation,
        %(version)s, now()
 FROM score_stage
+ORDER BY post_id
 ON CONFLICT (post_id) DO UPDATE
 SET score = excluded.score, reactions_count = excluded.reactions_count,
     comments_count = excluded.comments_count, reputation = excluded.reputation,
     heuristic_version = excluded.heuristic_version, scored_at = excluded.scored_at
 
 -- update_entry_scores --
-Copy the staged scores into every feed entry of those posts whose score differs.
-UPDATE feed_entry fe SET score = st.score
-FROM score_stage st
-WHERE fe.post_id = st.post_id AND fe.score IS DISTINCT FROM st.score
+Copy the staged scores into every feed entry of those posts whose score differs, locking the entries in (user_id, post_id) order first (decision 0037).
+WITH locked AS MATERIALIZED (
+    SELECT fe.user_id, fe.post_id, st.score
+    FROM feed_entry fe JOIN score_stage st ON st.post_id = fe.post_id
+    WHERE fe.score IS DISTINCT FROM st.score
+    ORDER BY fe.user_id, fe.post_id
+    FOR UPDATE OF fe
+)
+UPDATE feed_entry fe SET score = l.score
+FROM locked l
+WHERE fe.user_id = l.user_id AND fe.post_id = l.post_id AND fe.score IS DISTINCT FROM l.score
 
 -- fan_out_posts --
 Write an entry for every member of each post's community (live, scored posts created since the retention cutoff only), of one fan-out shard (user_id mod shards = shard; 0 of 1 is everyone).
@@ -138,13 +146,34 @@ Give the fan-out's sort room in memory for the rest of this transaction.
 SET LOCAL work_mem = '256MB'
 
 -- delete_post_entries --
-Remove deleted posts from the feeds of one fan-out shard's users (0 of 1: every feed) and from the community ranking.
+Remove deleted posts from the feeds of one fan-out shard's users (0 of 1: every feed) and from the community ranking (their rows are locked first: fanout_lock_entries).
 WITH gone AS (DELETE FROM feed_entry
               WHERE post_id = ANY(%(post_ids)s)
                 AND (user_id %% %(shards)s + %(shards)s) %% %(shards)s = %(shard)s
               RETURNING 1),
      unscored AS (DELETE FROM post_score WHERE post_id = ANY(%(post_ids)s) RETURNING 1)
 SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM unscored)
+
+-- fanout_lock_post_scores --
+Lock the post_score rows a fan-out batch may change, in post order, before any feed entry (decision 0037).
+SELECT post_id FROM post_score WHERE post_id = ANY(%(post_ids)s) ORDER BY post_id FOR UPDATE
+
+-- fanout_lock_entries --
+Lock, in (user_id, post_id) order, every existing feed entry a fan-out batch may delete or meet on insert: its posts' entries in its shard's feeds (0 of 1: every feed) and its joining or leaving members' entries of those communities (decision 0037).
+SELECT count(*) FROM (
+    SELECT 1 FROM feed_entry fe
+    WHERE (fe.user_id, fe.post_id) IN (
+        SELECT e.user_id, e.post_id FROM feed_entry e
+        WHERE e.post_id = ANY(%(post_ids)s)
+          AND (e.user_id %% %(shards)s + %(shards)s) %% %(shards)s = %(shard)s
+        UNION ALL
+        SELECT e.user_id, e.post_id
+        FROM unnest(%(user_ids)s::bigint[], %(community_ids)s::bigint[]) AS t(user_id, community_id)
+        JOIN feed_entry e ON e.user_id = t.user_id AND e.community_id = t.community_id
+    )
+    ORDER BY fe.user_id, fe.post_id
+    FOR UPDATE OF fe
+) locked
 
 -- merge_community_into_feed --
 A member who joined gets the community's whole retained feed: every live scored post created since the cutoff (none from a pulled community: reads merge those).
@@ -336,8 +365,14 @@ How many feed entries these posts have.
 SELECT count(*) FROM feed_entry WHERE post_id = ANY(%(post_ids)s)
 
 -- delete_post_feed_entries --
-Remove these posts from every user's feed (their scores stay: community feeds filter by age).
-DELETE FROM feed_entry WHERE post_id = ANY(%(post_ids)s)
+Remove these posts from every user's feed (their scores stay: community feeds filter by age), locking the entries in (user_id, post_id) order first (decision 0037).
+WITH locked AS MATERIALIZED (
+    SELECT user_id, post_id FROM feed_entry WHERE post_id = ANY(%(post_ids)s)
+    ORDER BY user_id, post_id
+    FOR UPDATE
+)
+DELETE FROM feed_entry fe USING locked l
+WHERE fe.user_id = l.user_id AND fe.post_id = l.post_id
 
 -- advance_retention --
 Record how far `feedctl expire` got, in the transaction that removed the entries.

@@ -60,11 +60,17 @@ Forget the previous chunk's changed entries.
 TRUNCATE rank_touched
 
 -- rank_update_entry_scores --
-Copy the staged scores into every feed entry of those posts whose score differs; keep them.
-WITH updated AS (
-    UPDATE feed_entry fe SET score = st.score
-    FROM score_stage st
-    WHERE fe.post_id = st.post_id AND fe.score IS DISTINCT FROM st.score
+Copy the staged scores into every feed entry of those posts whose score differs; keep them. The entries are locked in (user_id, post_id) order first, the order every writer of feed_entry keeps (decision 0037).
+WITH locked AS MATERIALIZED (
+    SELECT fe.user_id, fe.post_id, st.score
+    FROM feed_entry fe JOIN score_stage st ON st.post_id = fe.post_id
+    WHERE fe.score IS DISTINCT FROM st.score
+    ORDER BY fe.user_id, fe.post_id
+    FOR UPDATE OF fe
+), updated AS (
+    UPDATE feed_entry fe SET score = l.score
+    FROM locked l
+    WHERE fe.user_id = l.user_id AND fe.post_id = l.post_id AND fe.score IS DISTINCT FROM l.score
     RETURNING fe.user_id, fe.post_id, fe.score
 )
 INSERT INTO rank_touched (user_id, post_id, score) SELECT user_id, post_id, score FROM updated
@@ -221,13 +227,20 @@ WHERE id > %(after)s AND id <= %(upto)s
 ORDER BY id LIMIT %(limit)s
 
 -- backfill_sync_entries --
-Give the feed entries of a range of the shard's users their posts' stored scores.
-UPDATE feed_entry fe SET score = ps.score
-FROM post_score ps
-WHERE fe.user_id > %(after)s AND fe.user_id <= %(upto)s
-  AND (%(shard_count)s = 1
-       OR (fe.user_id %% %(shard_count)s + %(shard_count)s) %% %(shard_count)s = %(shard)s)
-  AND ps.post_id = fe.post_id AND fe.score IS DISTINCT FROM ps.score
+Give the feed entries of a range of the shard's users their posts' stored scores, locking them in (user_id, post_id) order first (decision 0037).
+WITH locked AS MATERIALIZED (
+    SELECT fe.user_id, fe.post_id, ps.score
+    FROM feed_entry fe JOIN post_score ps ON ps.post_id = fe.post_id
+    WHERE fe.user_id > %(after)s AND fe.user_id <= %(upto)s
+      AND (%(shard_count)s = 1
+           OR (fe.user_id %% %(shard_count)s + %(shard_count)s) %% %(shard_count)s = %(shard)s)
+      AND fe.score IS DISTINCT FROM ps.score
+    ORDER BY fe.user_id, fe.post_id
+    FOR UPDATE OF fe
+)
+UPDATE feed_entry fe SET score = l.score
+FROM locked l
+WHERE fe.user_id = l.user_id AND fe.post_id = l.post_id AND fe.score IS DISTINCT FROM l.score
 
 -- backfill_advance_shard --
 Move a shard's position, in the transaction of the entries it covers.

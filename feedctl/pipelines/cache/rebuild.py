@@ -21,6 +21,7 @@ from feedctl.cache.keys import community_feed, user_feed
 from feedctl.context import Context
 from feedctl.db.locks import advisory_lock
 from feedctl.db.owners import require_user
+from feedctl.db.retry import in_transaction_retrying
 from feedctl.db.sql_blocks import query
 from feedctl.errors import BadInputError
 from feedctl.faults import checkpoint
@@ -34,7 +35,6 @@ RUN_NAME = "all"
 LOCK_NAME = "feedctl.rebuild.all"
 USERS_PER_CHUNK = 200
 DEFAULT_SAMPLE = 10
-_RETRIES = 3  # a chunk that deadlocks with a concurrent writer is tried again
 
 
 @dataclasses.dataclass(frozen=True)
@@ -214,15 +214,12 @@ def _record_chunk(conn: psycopg.Connection[Any]) -> Callable[[list[int]], None]:
 
 def _apply_chunk(ctx: Context, chunk: list[int], report: RebuildReport) -> None:
     """Rewrite the chunk's feeds in one transaction; retried after a deadlock."""
-    for attempt in range(_RETRIES):
-        try:
-            with ctx.conn.transaction():
-                params = {"ids": chunk, "since": ctx.retained_since()}
-                row = ctx.conn.execute(query("rebuild_user_feeds_apply"), params).fetchone()
-            break
-        except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
-            if attempt == _RETRIES - 1:
-                raise
+
+    def apply() -> tuple[Any, ...] | None:
+        params = {"ids": chunk, "since": ctx.retained_since()}
+        return ctx.conn.execute(query("rebuild_user_feeds_apply"), params).fetchone()
+
+    row = in_transaction_retrying(ctx.conn, apply, what="rebuild chunk")
     assert row is not None
     _count(report, row)
 

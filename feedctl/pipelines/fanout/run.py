@@ -26,6 +26,7 @@ import psycopg.errors
 
 from feedctl.context import Context
 from feedctl.db.locks import advisory_lock
+from feedctl.db.retry import in_transaction_retrying
 from feedctl.db.sql_blocks import query
 from feedctl.faults import checkpoint
 from feedctl.pipelines.fanout.cache_writes import CacheStage, RedisWork, cache_stage, write_cache
@@ -79,7 +80,7 @@ class FanoutReport:
     cache_batches_replayed: int = 0  # cache writes redone after a run died before them
     feeds_warmed: int = 0  # uncached feeds of active users, filled from PostgreSQL
     stopped: bool = False  # a stop request ended the run between batches
-    batches_retried: int = 0  # batches rolled back by a deadlock with another shard, redone
+    batches_retried: int = 0  # batches PostgreSQL aborted (a deadlock: decision 0037), redone
     dry_run: bool = False
 
 
@@ -196,56 +197,62 @@ def _run_batch(
     shard: Shard,
     until: Position | None,
 ) -> tuple[RedisWork, str, int] | None:
-    """One batch in one PostgreSQL transaction, retried when it lost a deadlock to another
-    shard (it wrote nothing then); see `_try_batch`."""
-    for attempt in range(DEADLOCK_RETRIES + 1):
-        written, removed = report.entries_written, report.entries_removed
-        try:
-            return _try_batch(ctx, consumer, limit, report, shard, until)
-        except psycopg.errors.DeadlockDetected:
-            if attempt == DEADLOCK_RETRIES or report.dry_run:
-                raise
-            report.entries_written, report.entries_removed = written, removed
-            report.batches_retried += 1
-            time.sleep(0.05 * (attempt + 1))
-    raise AssertionError("unreachable")
+    """One batch in one PostgreSQL transaction; returns the cache work it calls for and
+    the position it committed, or None when no event was ready. A batch PostgreSQL aborted
+    (a deadlock with another shard or another writer; it wrote nothing then) is run again
+    by feedctl.db.retry, counted in `batches_retried`."""
+    started = time.perf_counter()
+    written, removed = report.entries_written, report.entries_removed
+
+    def retried() -> None:
+        report.entries_written, report.entries_removed = written, removed
+        report.batches_retried += 1
+
+    done = in_transaction_retrying(
+        ctx.conn,
+        lambda: _batch(ctx, consumer, limit, report, shard, until),
+        what="fan-out batch",
+        on_retry=retried,
+        attempts=DEADLOCK_RETRIES + 1,
+    )
+    if done is None:
+        return None
+    events, work = done
+    checkpoint("fanout.after_commit")
+    report.seconds_database += time.perf_counter() - started
+    report.events += len(events)
+    report.batches += 1
+    return work, events[-1].txid, events[-1].id
 
 
-def _try_batch(
+def _batch(
     ctx: Context,
     consumer: str,
     limit: int,
     report: FanoutReport,
     shard: Shard,
     until: Position | None,
-) -> tuple[RedisWork, str, int] | None:
-    """One batch in one PostgreSQL transaction; returns the cache work it calls for and
-    the position it committed, or None when no event was ready."""
+) -> tuple[list[Event], RedisWork] | None:
+    """The statements of one batch, inside its transaction."""
     conn = ctx.conn
-    started = time.perf_counter()
-    with conn.transaction():
-        position = _position(conn, consumer)
-        params: dict[str, Any] = {"txid": position[0], "event_id": position[1]}
-        if until is None:
-            events = _read_events(conn, "next_events", params, limit)
-        else:
-            bound = {"until_txid": str(until.txid), "until_event_id": until.event_id}
-            events = _read_events(conn, "next_events_through", {**params, **bound}, limit)
-        if not events:
-            return None
-        events = _bounded(conn, events, ctx.cap, ctx.settings.pull_threshold)
-        checkpoint("fanout.after_read")
-        work = _apply(ctx, events, report, shard)
-        checkpoint("fanout.after_write")
-        _advance(conn, consumer, events)
-        if not report.dry_run:
-            params = {"consumer": consumer, "txid": position[0], "event_id": position[1]}
-            conn.execute(query("open_cache_pending"), params)
-    checkpoint("fanout.after_commit")
-    report.seconds_database += time.perf_counter() - started
-    report.events += len(events)
-    report.batches += 1
-    return work, events[-1].txid, events[-1].id
+    position = _position(conn, consumer)
+    params: dict[str, Any] = {"txid": position[0], "event_id": position[1]}
+    if until is None:
+        events = _read_events(conn, "next_events", params, limit)
+    else:
+        bound = {"until_txid": str(until.txid), "until_event_id": until.event_id}
+        events = _read_events(conn, "next_events_through", {**params, **bound}, limit)
+    if not events:
+        return None
+    events = _bounded(conn, events, ctx.cap, ctx.settings.pull_threshold)
+    checkpoint("fanout.after_read")
+    work = apply_events(ctx, events, report, shard)
+    checkpoint("fanout.after_write")
+    _advance(conn, consumer, events)
+    if not report.dry_run:
+        params = {"consumer": consumer, "txid": position[0], "event_id": position[1]}
+        conn.execute(query("open_cache_pending"), params)
+    return events, work
 
 
 def _replay_pending_cache_writes(
@@ -340,7 +347,9 @@ def _advance(conn: psycopg.Connection[Any], consumer: str, events: list[Event]) 
     )
 
 
-def _apply(ctx: Context, events: list[Event], report: FanoutReport, shard: Shard) -> RedisWork:
+def apply_events(
+    ctx: Context, events: list[Event], report: FanoutReport, shard: Shard = EVERYONE
+) -> RedisWork:
     """Apply events in order, consecutive events of one kind as one set-based statement.
 
     Posts created before the retention cutoff (taken once, by the transaction's clock) are
@@ -348,9 +357,46 @@ def _apply(ctx: Context, events: list[Event], report: FanoutReport, shard: Shard
     """
     work = RedisWork()
     since = ctx.retained_since()
+    lock_rows(ctx.conn, events, shard)
     for kind, run in groupby(events, key=lambda e: e.kind):
         _APPLIERS[kind](ctx, list(run), report, work, since, shard)
     return work
+
+
+def lock_rows(conn: psycopg.Connection[Any], events: list[Event], shard: Shard) -> None:
+    """Lock every existing row the batch may change, in the order every writer keeps
+    (decision 0037): post_score rows in post order, then the shard's feed entries in
+    (user_id, post_id) order, each by one statement. The events' statements then only
+    write rows this transaction holds already or rows no other transaction can see (new
+    entries), so they never wait on a rank or backfill in an order of their own (events
+    run in stream order: users and posts come in any order).
+
+    The post_score rows are those the batch deletes, and, unsharded, those it rescores
+    (a shard only adds scores no post has yet, so shards do not queue on each other's)."""
+    rescored = _POST_KINDS if shard.count == 1 else frozenset({"post_deleted"})
+    scores = sorted({e.post_id for e in events if e.post_id is not None and e.kind in rescored})
+    posts = sorted({e.post_id for e in events if e.post_id is not None and e.kind in _POST_KINDS})
+    pairs = sorted(
+        {
+            (e.user_id, e.community_id)
+            for e in events
+            if e.user_id is not None and e.kind in _MEMBER_KINDS and holds(shard, e.user_id)
+        }
+    )
+    if scores:
+        conn.execute(query("fanout_lock_post_scores"), {"post_ids": scores})
+    if posts or pairs:
+        params = {
+            "post_ids": posts,
+            "user_ids": [user for user, _ in pairs],
+            "community_ids": [community for _, community in pairs],
+            **shard_params(shard),
+        }
+        conn.execute(query("fanout_lock_entries"), params)
+
+
+_POST_KINDS = frozenset({"post_created", "post_deleted"})
+_MEMBER_KINDS = frozenset({"member_joined", "member_left"})
 
 
 def _apply_created(

@@ -26,6 +26,7 @@ import psycopg
 
 from feedctl.context import Context
 from feedctl.db.locks import advisory_lock
+from feedctl.db.retry import in_transaction_retrying
 from feedctl.db.sql_blocks import query
 from feedctl.errors import BadInputError, FeedctlError, LockedError
 from feedctl.faults import checkpoint
@@ -55,6 +56,7 @@ class RankReport:
     redis_failures: int = 0
     feeds_marked_for_repair: int = 0
     posts_replayed: int = 0  # cache writes redone for a run that died before them
+    transactions_retried: int = 0  # chunks PostgreSQL aborted (deadlock, serialization), redone
     chunks: int = 0
     stopped: bool = False  # a signal stopped the run between chunks
     seconds: float = 0.0
@@ -162,16 +164,16 @@ def _rescore_chunk(ctx: Context, inputs: pl.DataFrame, report: RankReport) -> No
             "post_id"
         ].to_list()
     )
-    with ctx.conn.transaction():
-        ctx.conn.execute(query("rank_touched_create"))
-        ctx.conn.execute(query("rank_touched_clear"))
-        stage_scores(ctx.conn, scored)
-        ctx.conn.execute(query("analyze_score_stage"))
-        ctx.conn.execute(query("upsert_post_scores"), {"version": ctx.heuristic.version})
-        ctx.conn.execute(query("rank_prefer_indexes"))
-        updated = ctx.conn.execute(query("rank_update_entry_scores")).rowcount
-        ctx.conn.execute(query("rank_cache_pending_mark"), {"post_ids": post_ids})
-        checkpoint("rank.before_commit")
+
+    def retried() -> None:
+        report.transactions_retried += 1
+
+    updated = in_transaction_retrying(
+        ctx.conn,
+        lambda: store_chunk(ctx.conn, scored, ctx.heuristic.version),
+        what="rank chunk",
+        on_retry=retried,
+    )
     checkpoint("rank.after_commit")
     committed = time.perf_counter()
     report.seconds_database += committed - started
@@ -181,6 +183,26 @@ def _rescore_chunk(ctx: Context, inputs: pl.DataFrame, report: RankReport) -> No
     report.chunks += 1
     _write_cache(ctx, post_ids, falling, report, replay=False)
     report.seconds_cache += time.perf_counter() - committed
+
+
+def store_chunk(conn: psycopg.Connection[Any], scored: pl.DataFrame, version: str) -> int:
+    """One chunk's scores into post_score and feed_entry, with its cache note; returns the
+    feed entries updated. Runs inside the caller's transaction.
+
+    Row locks follow the order every writer of feed_entry keeps (decision 0037): the
+    chunk's post_score rows in post order, then its feed entries in (user_id, post_id)
+    order, taken by one statement before the update.
+    """
+    conn.execute(query("rank_touched_create"))
+    conn.execute(query("rank_touched_clear"))
+    stage_scores(conn, scored)
+    conn.execute(query("analyze_score_stage"))
+    conn.execute(query("upsert_post_scores"), {"version": version})
+    conn.execute(query("rank_prefer_indexes"))
+    updated: int = conn.execute(query("rank_update_entry_scores")).rowcount
+    conn.execute(query("rank_cache_pending_mark"), {"post_ids": scored["post_id"].to_list()})
+    checkpoint("rank.before_commit")
+    return updated
 
 
 def _write_cache(

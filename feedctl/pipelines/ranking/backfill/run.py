@@ -37,6 +37,7 @@ from psycopg.types.json import Jsonb
 from feedctl.cache.keys import FeedRef, community_feed, user_feed
 from feedctl.context import Context
 from feedctl.db.locks import advisory_lock
+from feedctl.db.retry import in_transaction_retrying
 from feedctl.db.sql_blocks import query
 from feedctl.errors import BadInputError, FeedctlError, LockedError
 from feedctl.faults import checkpoint
@@ -123,6 +124,7 @@ class BackfillReport:
     shard_count: int = 1
     backfill_done: bool = False
     stopped: bool = False  # a signal stopped the run between chunks: resume it
+    transactions_retried: int = 0  # chunks PostgreSQL aborted (deadlock, serialization), redone
     seconds: float = 0.0
     seconds_waiting: float = 0.0  # for another shard's post phase, or the rate limit
     seconds_cache: float = 0.0
@@ -347,7 +349,7 @@ def _rescore_posts(run: _Run, after: int) -> bool:
             return True
         scored = score_frame(inputs, run.heuristic)
         last = int(scored["post_id"][-1])
-        _retrying(conn, functools.partial(_store_post_chunk, run, scored, last))
+        _retrying(run, functools.partial(_store_post_chunk, run, scored, last))
         checkpoint("backfill.posts_committed")
         after = last
         run.report.posts_rescored += scored.height
@@ -451,7 +453,7 @@ def _entry_phase(run: _Run) -> None:
         ids = [r[0] for r in conn.execute(query("backfill_shard_users"), page)]
         upto = ids[-1] if ids else END
         sync = functools.partial(_sync_chunk, run, after, upto, last=not ids)
-        updated = _retrying(conn, sync)
+        updated = _retrying(run, sync)
         checkpoint("backfill.entries_committed")
         run.report.entries_updated += updated
         run.report.chunks += 1
@@ -639,15 +641,13 @@ def _finish(run: _Run) -> None:
     run.report.shards_done = int(done[0]) if done else 0
 
 
-def _retrying(conn: psycopg.Connection[Any], work: Callable[[], T]) -> T:
-    """Run `work` in a transaction, again if PostgreSQL broke a deadlock by aborting it
-    (a concurrent fan-out deleting a post's entries can lock rows in another order)."""
-    for attempt in range(DEADLOCK_ATTEMPTS):
-        try:
-            with conn.transaction():
-                return work()
-        except psycopg.errors.DeadlockDetected:
-            if attempt == DEADLOCK_ATTEMPTS - 1:
-                raise
-            time.sleep(0.1 * (attempt + 1))
-    raise AssertionError("unreachable")
+def _retrying(run: _Run, work: Callable[[], T]) -> T:
+    """Run `work` in a transaction, again (counted) if PostgreSQL aborted it to break a
+    deadlock or a serialization failure: feedctl.db.retry, the one mechanism for this."""
+
+    def retried() -> None:
+        run.report.transactions_retried += 1
+
+    return in_transaction_retrying(
+        run.ctx.conn, work, what="backfill chunk", on_retry=retried, attempts=DEADLOCK_ATTEMPTS
+    )
