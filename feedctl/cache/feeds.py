@@ -240,9 +240,16 @@ local log = redis.call('LRANGE', KEYS[3], 0, -1)
 local last, order, keep = {}, {}, #log
 for j, entry in ipairs(log) do
   local seq, stamped, post, value = string.match(entry, '^(%d+) (%d+) (%S+) (%S+)$')
+  local replay
+  if seq == nil then  -- logged by a previous version of this script, without the stamp
+    seq, post, value = string.match(entry, '^(%d+) (%S+) (%S+)$')
+    replay = tonumber(seq) >= n
+  else
+    replay = tonumber(stamped) > n
+  end
   seq = tonumber(seq)
   if seq > n and keep == #log then keep = j - 1 end
-  if tonumber(stamped) > n then
+  if replay then
     if last[post] == nil then order[#order + 1] = post end
     last[post] = value
   end

@@ -148,6 +148,19 @@ def test_a_change_stamped_before_a_swap_in_flight_is_not_replayed_over_it(
     assert held(cache, key) == [(2, 2.0)]
 
 
+def test_a_swap_replays_a_log_written_before_deltas_logged_their_stamp(
+    cache: FeedCache, key: str
+) -> None:
+    # entries "sequence post score", as the script logged them before it logged stamps
+    cache.replace(key, [(1, 1.0)], False)
+    (swap,) = cache.stamp([key])
+    assert swap is not None
+    sequence = swap.decode().rsplit(":", 1)[1]
+    cache.client.rpush(fence_keys(key)[1], f"{sequence} 3 3.0", f"{sequence} 1 -")
+    assert cache.swap([(key, swap, entries_text([(2, 2.0), (1, 1.0)]), False)]) == [WRITTEN]
+    assert held(cache, key) == [(3, 3.0), (2, 2.0)]
+
+
 def test_a_swap_whose_changes_fell_out_of_the_log_is_redone(cache: FeedCache, key: str) -> None:
     cache.replace(key, [], False)
     (swap,) = cache.stamp([key])
