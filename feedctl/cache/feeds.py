@@ -58,12 +58,17 @@ def _token() -> str:
 # when a whole-feed swap last landed, `ls` the stamp of the last swap that landed, `pend`
 # the stamp of the last swap stamped, `lost` the newest log entry dropped from the log.
 # The log (KEYS[3], a list) holds the deltas that landed while a swap was in flight, as
-# "sequence post_id score" or "sequence post_id -" (removed): the swap, when it lands,
-# applies those that landed after its stamp on top of what it read (LOG_CAP at most).
+# "sequence stamp post_id score" or "sequence stamp post_id -" (removed; `sequence` the
+# value of `s` when it landed, `stamp` the delta's own): the swap, when it lands, applies
+# those stamped after its own stamp on top of what it read (LOG_CAP at most). A delta
+# stamped before the swap's stamp is not replayed: its change was committed before its
+# stamp, so the swap read it, or something newer that the delta would put back.
 #
 # Rules: a delta is refused when another delta landed since its stamp; a swap when another
-# swap did. A write refused because a swap stamped after it landed is superseded: that
-# swap read PostgreSQL after this write's stamp, so after the change it was to write.
+# swap did. A write is superseded (refused, nothing left to do) when a swap stamped after
+# it has landed: that swap read PostgreSQL after this write's stamp, so after the change
+# it was to write; a delta is, even when no other delta landed since its stamp (its older
+# read would otherwise land over the swap's newer one).
 #
 # Stamp a feed (KEYS: feed, fence, log). ARGV: mode ('swap': make a fence when there is
 # none; 'cached-swap': only for a cached feed; 'delta': only for a feed that is cached or
@@ -162,18 +167,17 @@ local i, n = string.match(ARGV[1], '^(.+):(%d+)$')
 n = tonumber(n)
 local f = redis.call('HMGET', KEYS[2], 'i', 's', 'lwd', 'ls', 'pend')
 if f[1] ~= i then return -2 end
-if tonumber(f[3]) >= n then
-  if tonumber(f[4]) > n then return -3 end
-  return -2
-end
+if tonumber(f[4]) > n then return -3 end
+if tonumber(f[3]) >= n then return -2 end
 local s = f[2]
 redis.call('HSET', KEYS[2], 'lwd', s)
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 local removals = tonumber(ARGV[4])
 if tonumber(f[5]) > tonumber(f[4]) then
-  for j = 5, 4 + removals do redis.call('RPUSH', KEYS[3], s .. ' ' .. ARGV[j] .. ' -') end
+  local tag = s .. ' ' .. n .. ' '
+  for j = 5, 4 + removals do redis.call('RPUSH', KEYS[3], tag .. ARGV[j] .. ' -') end
   for j = 5 + removals, #ARGV, 2 do
-    redis.call('RPUSH', KEYS[3], s .. ' ' .. ARGV[j + 1] .. ' ' .. ARGV[j])
+    redis.call('RPUSH', KEYS[3], tag .. ARGV[j + 1] .. ' ' .. ARGV[j])
   end
   local over = redis.call('LLEN', KEYS[3]) - LOG_CAP
   if over > 0 then
@@ -235,10 +239,17 @@ if m > 0 then redis.call('ZADD', key, unpack(batch, 1, m)) end
 local log = redis.call('LRANGE', KEYS[3], 0, -1)
 local last, order, keep = {}, {}, #log
 for j, entry in ipairs(log) do
-  local seq, post, value = string.match(entry, '^(%d+) (%S+) (%S+)$')
+  local seq, stamped, post, value = string.match(entry, '^(%d+) (%d+) (%S+) (%S+)$')
+  local replay
+  if seq == nil then  -- logged by a previous version of this script, without the stamp
+    seq, post, value = string.match(entry, '^(%d+) (%S+) (%S+)$')
+    replay = tonumber(seq) >= n
+  else
+    replay = tonumber(stamped) > n
+  end
   seq = tonumber(seq)
   if seq > n and keep == #log then keep = j - 1 end
-  if seq >= n then
+  if replay then
     if last[post] == nil then order[#order + 1] = post end
     last[post] = value
   end

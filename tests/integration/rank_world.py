@@ -84,7 +84,15 @@ def cached(ctx: Context, kind: str, feed_id: int) -> Feed | None:
 
 
 def assert_same_feed(actual: Feed, expected: Feed) -> None:
-    assert [p for p, _ in actual] == [p for p, _ in expected]
+    got, want = [p for p, _ in actual], [p for p, _ in expected]
+    if got != want:
+        first = next((i for i, (a, b) in enumerate(zip(got, want, strict=False)) if a != b), None)
+        where = min(len(got), len(want)) if first is None else first
+        raise AssertionError(
+            f"missing {sorted(set(want) - set(got))}, extra {sorted(set(got) - set(want))}, "
+            f"first difference at {where}: {actual[where : where + 3]} "
+            f"where {expected[where : where + 3]} expected"
+        )
     for (_, got), (_, want) in zip(actual, expected, strict=True):
         assert got == pytest.approx(want, abs=1e-9)
 

@@ -112,6 +112,55 @@ def test_a_change_a_later_swap_has_read_is_superseded(cache: FeedCache, key: str
     assert held(cache, key) == [(3, 3.0), (2, 2.0), (1, 1.0)]
 
 
+def test_a_change_stamped_before_a_landed_swap_is_superseded_even_alone(
+    cache: FeedCache, key: str
+) -> None:
+    # The change read PostgreSQL before post 2 arrived (it removes 2); a swap stamped after
+    # it read post 2 and landed first. No other change landed, yet the older read must not
+    # land over the swap's newer one.
+    cache.replace(key, [(1, 1.0)], False)
+    (change,) = cache.stamp([key], swap=False)
+    (swap,) = cache.stamp([key])
+    assert change is not None and swap is not None
+    assert cache.swap([(key, swap, entries_text([(2, 2.0), (1, 1.0)]), False)]) == [WRITTEN]
+    assert cache.apply([(key, change, [], [2])]) == [SUPERSEDED]
+    assert held(cache, key) == [(2, 2.0), (1, 1.0)]
+
+
+def test_a_change_stamped_before_a_swap_in_flight_is_not_replayed_over_it(
+    cache: FeedCache, key: str
+) -> None:
+    # As above, but the older change lands while the swap is in flight: it is written (the
+    # swap may never land) but not replayed on top of the swap's newer read.
+    cache.replace(key, [(1, 1.0)], False)
+    (change,) = cache.stamp([key], swap=False)
+    (swap,) = cache.stamp([key])
+    assert change is not None and swap is not None
+    assert cache.apply([(key, change, [], [2])]) == [0]
+    assert cache.swap([(key, swap, entries_text([(2, 2.0), (1, 1.0)]), False)]) == [WRITTEN]
+    assert held(cache, key) == [(2, 2.0), (1, 1.0)]
+    # a change stamped after the swap's stamp is still replayed by it
+    (swap,) = cache.stamp([key])
+    (change,) = cache.stamp([key], swap=False)
+    assert change is not None and swap is not None
+    assert cache.apply([(key, change, [], [1])]) == [0]
+    assert cache.swap([(key, swap, entries_text([(2, 2.0), (1, 1.0)]), False)]) == [WRITTEN]
+    assert held(cache, key) == [(2, 2.0)]
+
+
+def test_a_swap_replays_a_log_written_before_deltas_logged_their_stamp(
+    cache: FeedCache, key: str
+) -> None:
+    # entries "sequence post score", as the script logged them before it logged stamps
+    cache.replace(key, [(1, 1.0)], False)
+    (swap,) = cache.stamp([key])
+    assert swap is not None
+    sequence = swap.decode().rsplit(":", 1)[1]
+    cache.client.rpush(fence_keys(key)[1], f"{sequence} 3 3.0", f"{sequence} 1 -")
+    assert cache.swap([(key, swap, entries_text([(2, 2.0), (1, 1.0)]), False)]) == [WRITTEN]
+    assert held(cache, key) == [(3, 3.0), (2, 2.0)]
+
+
 def test_a_swap_whose_changes_fell_out_of_the_log_is_redone(cache: FeedCache, key: str) -> None:
     cache.replace(key, [], False)
     (swap,) = cache.stamp([key])
