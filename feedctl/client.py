@@ -384,10 +384,8 @@ def _redis_client(url: str, timeout: float, on_failure: Callable[[], None] | Non
         "socket_connect_timeout": timeout,
         "retry": Retry(NoBackoff(), 1),
     }
-    if is_cluster_url(url):
-        return connect_redis(url, check=False, options=options)
     client = connect_redis(url, check=False, options=options)
-    if on_failure is not None:
+    if on_failure is not None and not is_cluster_url(url):
         pool = client.connection_pool
         pool.connection_class = _counting(pool.connection_class, on_failure)
     return client
@@ -405,29 +403,20 @@ def _counting(base: type[Any], on_failure: Callable[[], None]) -> type[Any]:
             exc._feedctl_reported = True  # type: ignore[attr-defined]
             on_failure()
 
-    class Counting(base):  # type: ignore[misc]
-        def connect(self, *args: Any, **kwargs: Any) -> Any:
+    def counted(name: str) -> Callable[..., Any]:
+        inherited = getattr(base, name)
+
+        def call(self: Any, *args: Any, **kwargs: Any) -> Any:
             try:
-                return super().connect(*args, **kwargs)
+                return inherited(self, *args, **kwargs)
             except _FAILURES as exc:
                 _report(exc)
                 raise
 
-        def send_packed_command(self, *args: Any, **kwargs: Any) -> Any:
-            try:
-                return super().send_packed_command(*args, **kwargs)
-            except _FAILURES as exc:
-                _report(exc)
-                raise
+        return call
 
-        def read_response(self, *args: Any, **kwargs: Any) -> Any:
-            try:
-                return super().read_response(*args, **kwargs)
-            except _FAILURES as exc:
-                _report(exc)
-                raise
-
-    Counting.__name__ = Counting.__qualname__ = f"Counting{base.__name__}"
+    methods = {name: counted(name) for name in ("connect", "send_packed_command", "read_response")}
+    Counting = type(f"Counting{base.__name__}", (base,), methods)
     return Counting
 
 
