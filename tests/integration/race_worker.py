@@ -114,6 +114,15 @@ def warm_round(ctx: Context, users: list[int], communities: list[int], rng: rand
     time.sleep(0.3)
 
 
+def pause_number(control: Path) -> str | None:
+    """The number of the pause the test asked for, or None when it asked for none (the test
+    removes the file at any moment, so existence and contents are read in one step)."""
+    try:
+        return (control / "pause").read_text()
+    except FileNotFoundError:
+        return None
+
+
 def main(role: str, control: Path, seed: int) -> None:
     rng = random.Random(seed)
     with open_context(load_settings()) as ctx:
@@ -121,9 +130,9 @@ def main(role: str, control: Path, seed: int) -> None:
         users, communities = ids(ctx.conn, "users"), ids(ctx.conn, "communities")
         rounds = deadlocks = 0
         while not (control / "stop").exists():
-            pause = control / "pause"
-            if pause.exists():
-                (control / f"idle-{role}").write_text(pause.read_text())
+            paused = pause_number(control)
+            if paused is not None:
+                (control / f"idle-{role}").write_text(paused)
                 time.sleep(0.01)
                 continue
             try:
