@@ -19,8 +19,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import secrets
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, cast
+
+from redis.exceptions import NoScriptError
 
 from feedctl.cache.client import RedisClient, is_cluster
 from feedctl.cache.keys import feed_pattern
@@ -39,13 +41,25 @@ Stamp = bytes  # "incarnation:sequence", as `stamp` returned it
 LOG_CAP = 1024  # deltas a fence logs for swaps in flight, at most (a swap older: redone)
 
 
+def _slot_tag(key: str) -> str:
+    """The hash tag of a feed key (its own, or the whole key): the keys kept beside a feed
+    use it, so they live in the feed's hash slot."""
+    start = key.find("{")
+    end = key.find("}", start + 1) if start >= 0 else -1
+    return key[start + 1 : end] if start >= 0 and end > start + 1 else key
+
+
 def fence_keys(key: str) -> tuple[str, str]:
     """The keys of a feed's fence and its log: in the feed key's hash slot (its hash tag,
     or the whole feed key as the tag), outside the `feed:` key space that SCAN walks."""
-    start = key.find("{")
-    end = key.find("}", start + 1) if start >= 0 else -1
-    tag = key[start + 1 : end] if start >= 0 and end > start + 1 else key
+    tag = _slot_tag(key)
     return f"{{{tag}}}:fence", f"{{{tag}}}:fence-log"
+
+
+def details_key(key: str) -> str:
+    """The key of a cached feed's details hash (post id -> "community:author:created",
+    what a page shows of each post), in the feed key's hash slot (docs/decisions/0029)."""
+    return f"{{{_slot_tag(key)}}}:details"
 
 
 def _token() -> str:
@@ -84,17 +98,36 @@ if not i then
              'lost', 0)
   i = ARGV[2]
 end
-redis.call('EXPIRE', KEYS[2], ARGV[3])
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('PERSIST', KEYS[2])
+else
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
+end
 local n = redis.call('HINCRBY', KEYS[2], 's', 1)
 if ARGV[1] ~= 'delta' then redis.call('HSET', KEYS[2], 'pend', n) end
 return i .. ':' .. n
 """
 
-# upsert(key, cap, pairs): upsert {score, post id, ...} pairs into a cached feed and trim
-# it to the cap, keeping it an exact prefix of the full feed, ordered by (score desc, post
-# id desc). Returns -1 when the feed is not cached, else the members added or updated.
+# upsert(key, cap, pairs, dkey, details): upsert {score, post id, ...} pairs into a cached
+# feed and trim it to the cap, keeping it an exact prefix of the full feed, ordered by
+# (score desc, post id desc). `details` maps a post id to its details text ('' or nil: none
+# given); the details hash `dkey` follows the members: set for a member written, dropped for
+# a member removed or trimmed away. Returns -1 when the feed is not cached, else the
+# members added or updated.
 _UPSERT_FUNCTION = """
-local function upsert(key, cap, pairs)
+local function forget(dkey, members)
+  for i = 1, #members, 4000 do
+    redis.call('HDEL', dkey, unpack(members, i, math.min(i + 3999, #members)))
+  end
+end
+
+local function remember(dkey, fields)
+  for i = 1, #fields, 4000 do
+    redis.call('HSET', dkey, unpack(fields, i, math.min(i + 3999, #fields)))
+  end
+end
+
+local function upsert(key, cap, pairs, dkey, details)
   local head = redis.call('ZRANGE', key, 0, 0)
   if #head == 0 then return -1 end
   local truncated = head[1] == 't'
@@ -118,9 +151,17 @@ local function upsert(key, cap, pairs)
   if truncated then load_floor() end
 
   local added = 0
+  local written, dropped = {}, {}
   if not truncated then
     for i = 1, #pairs, 4000 do
       added = added + redis.call('ZADD', key, unpack(pairs, i, math.min(i + 3999, #pairs)))
+    end
+    for i = 2, #pairs, 2 do
+      local d = details[pairs[i]]
+      if d ~= nil and d ~= '' then
+        written[#written + 1] = pairs[i]
+        written[#written + 1] = d
+      end
     end
   end
   for i = 1, (truncated and #pairs or 0), 2 do
@@ -130,23 +171,38 @@ local function upsert(key, cap, pairs)
       redis.call('ZREM', key, member)
       if member == floor_m then load_floor() end
     end
+    local d = details[member]
     if floor_s ~= nil and above(score, member, floor_s, floor_m) then
       added = added + redis.call('ZADD', key, raw, member)
+      if d ~= nil and d ~= '' then
+        written[#written + 1] = member
+        written[#written + 1] = d
+      end
+    else
+      dropped[#dropped + 1] = member
     end
   end
+  forget(dkey, dropped)
+  remember(dkey, written)
 
   local excess = redis.call('ZCARD', key) - 1 - cap
   if excess > 0 then
     local low = redis.call('ZRANGE', key, excess, excess + 1, 'WITHSCORES')
     local boundary = low[2]
+    local victims
     if low[4] ~= nil and tonumber(low[4]) == tonumber(boundary) then
-      local removed = redis.call('ZREMRANGEBYSCORE', key, '(-inf', '(' .. boundary)
+      victims = redis.call('ZRANGEBYSCORE', key, '(-inf', '(' .. boundary)
       local tied = redis.call('ZRANGEBYSCORE', key, boundary, boundary)
       table.sort(tied, function(a, b) return tonumber(a) < tonumber(b) end)
-      for j = 1, excess - removed do redis.call('ZREM', key, tied[j]) end
+      for j = 1, excess - #victims do victims[#victims + 1] = tied[j] end
+      for i = 1, #victims, 4000 do
+        redis.call('ZREM', key, unpack(victims, i, math.min(i + 3999, #victims)))
+      end
     else
+      victims = redis.call('ZRANGE', key, 1, excess)
       redis.call('ZREMRANGEBYRANK', key, 1, excess)
     end
+    forget(dkey, victims)
     if not truncated then
       redis.call('ZREM', key, 'c')
       redis.call('ZADD', key, '-inf', 't')
@@ -154,12 +210,25 @@ local function upsert(key, cap, pairs)
   end
   return added
 end
+
+-- A write landed on a cached feed (KEYS[2] its fence): its version `w` moves on, and `snap`
+-- keeps the PostgreSQL snapshot the feed's entries were read at ('' : not known).
+local function landed(fence, snapshot)
+  redis.call('HINCRBY', fence, 'w', 1)
+  if snapshot ~= nil and snapshot ~= '' then
+    redis.call('HSET', fence, 'snap', snapshot)
+  else
+    redis.call('HDEL', fence, 'snap')
+  end
+  redis.call('PERSIST', fence)
+end
 """
 
-# Fenced changes to some entries of a feed (KEYS: feed, fence, log). ARGV: the stamp, the
-# time to live, the cap, how many post ids to remove, those ids, then (score, post id)
-# pairs to upsert. Returns -2 (fenced out), -3 (superseded), -1 (not cached: nothing to
-# change, but logged for a swap in flight) or the members added or updated.
+# Fenced changes to some entries of a feed (KEYS: feed, fence, log, details). ARGV: the
+# stamp, the time to live, the cap, how many post ids to remove, the PostgreSQL snapshot the
+# changes were read at ('' when not read from PostgreSQL), those ids, then (score, post id,
+# details) triples to upsert. Returns -2 (fenced out), -3 (superseded), -1 (not cached:
+# nothing to change, but logged for a swap in flight) or the members added or updated.
 _APPLY_LUA = (
     _UPSERT_FUNCTION
     + """
@@ -173,11 +242,14 @@ local s = f[2]
 redis.call('HSET', KEYS[2], 'lwd', s)
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 local removals = tonumber(ARGV[4])
+local first = 6 + removals
 if tonumber(f[5]) > tonumber(f[4]) then
   local tag = s .. ' ' .. n .. ' '
-  for j = 5, 4 + removals do redis.call('RPUSH', KEYS[3], tag .. ARGV[j] .. ' -') end
-  for j = 5 + removals, #ARGV, 2 do
-    redis.call('RPUSH', KEYS[3], tag .. ARGV[j + 1] .. ' ' .. ARGV[j])
+  for j = 6, first - 1 do redis.call('RPUSH', KEYS[3], tag .. ARGV[j] .. ' -') end
+  for j = first, #ARGV, 3 do
+    local d = ARGV[j + 2]
+    if d == '' then d = '.' end
+    redis.call('RPUSH', KEYS[3], tag .. ARGV[j + 1] .. ' ' .. ARGV[j] .. ' ' .. d)
   end
   local over = redis.call('LLEN', KEYS[3]) - LOG_CAP
   if over > 0 then
@@ -189,22 +261,33 @@ if tonumber(f[5]) > tonumber(f[4]) then
 end
 local key = KEYS[1]
 if redis.call('EXISTS', key) == 0 then return -1 end
-for j = 5, 4 + removals, 4000 do
-  redis.call('ZREM', key, unpack(ARGV, j, math.min(j + 3999, 4 + removals)))
+local gone = {}
+for j = 6, first - 1 do gone[#gone + 1] = ARGV[j] end
+for j = 1, #gone, 4000 do
+  redis.call('ZREM', key, unpack(gone, j, math.min(j + 3999, #gone)))
 end
-local pairs = {}
-for j = 5 + removals, #ARGV do pairs[#pairs + 1] = ARGV[j] end
-return upsert(key, tonumber(ARGV[3]), pairs)
+forget(KEYS[4], gone)
+local pairs, details = {}, {}
+for j = first, #ARGV, 3 do
+  pairs[#pairs + 1] = ARGV[j]
+  pairs[#pairs + 1] = ARGV[j + 1]
+  details[ARGV[j + 1]] = ARGV[j + 2]
+end
+local added = upsert(key, tonumber(ARGV[3]), pairs, KEYS[4], details)
+landed(KEYS[2], ARGV[5])
+return added
 """
 ).replace("LOG_CAP", str(LOG_CAP))
 
 # Swap a whole feed in, atomically (a script runs alone): the new members are written
 # and the old ones gone in one step, so a reader sees the old feed or the new one, never
 # an empty or half-built one; then the deltas logged since its stamp are applied on top.
-# KEYS: feed, fence, log (one hash slot). ARGV: the stamp, the time to live, mode ('always'
-# or 'cached': only when the key exists), sentinel, the entries as one text "score post_id
-# score post_id ..." (one argument per feed: the client does not pack thousands of
-# arguments, the server splits them), the cap. Returns 1 when written, -1 when not cached
+# KEYS: feed, fence, log, details (one hash slot). ARGV: the stamp, the time to live, mode
+# ('always' or 'cached': only when the key exists), sentinel, the entries as one text
+# "score post_id score post_id ..." or, with details, "score post_id details ..." (one
+# argument per feed: the client does not pack thousands of arguments, the server splits
+# them), the cap, the fields per entry (2 or 3), the PostgreSQL snapshot the entries were
+# read at ('' when not read from PostgreSQL). Returns 1 when written, -1 when not cached
 # (mode 'cached'), -2 (fenced out) or -3 (superseded).
 _REPLACE_LUA = (
     _UPSERT_FUNCTION
@@ -221,26 +304,37 @@ if tonumber(f[3]) >= n then
 end
 if tonumber(f[5]) >= n then return -2 end
 redis.call('HSET', KEYS[2], 'lws', f[2], 'ls', n)
-redis.call('EXPIRE', KEYS[2], ARGV[2])
-redis.call('DEL', key)
+redis.call('DEL', key, KEYS[4])
 redis.call('ZADD', key, '-inf', ARGV[4])
-local batch = {}
+local batch, fields = {}, {}
 local m = 0
-for score, member in string.gmatch(ARGV[5], '(%S+) (%S+)') do
+local function flush()
+  if m > 0 then redis.call('ZADD', key, unpack(batch, 1, m)) end
+  m = 0
+  remember(KEYS[4], fields)
+  fields = {}
+end
+local pattern = ARGV[7] == '3' and '(%S+) (%S+) (%S+)' or '(%S+) (%S+)()'
+for score, member, d in string.gmatch(ARGV[5], pattern) do
   batch[m + 1] = score
   batch[m + 2] = member
   m = m + 2
-  if m == 2000 then
-    redis.call('ZADD', key, unpack(batch, 1, m))
-    m = 0
+  if type(d) == 'string' then
+    fields[#fields + 1] = member
+    fields[#fields + 1] = d
   end
+  if m == 2000 then flush() end
 end
-if m > 0 then redis.call('ZADD', key, unpack(batch, 1, m)) end
+flush()
 local log = redis.call('LRANGE', KEYS[3], 0, -1)
 local last, order, keep = {}, {}, #log
+local last_details = {}
 for j, entry in ipairs(log) do
-  local seq, stamped, post, value = string.match(entry, '^(%d+) (%d+) (%S+) (%S+)$')
+  local seq, stamped, post, value, d = string.match(entry, '^(%d+) (%d+) (%S+) (%S+) (%S+)$')
   local replay
+  if seq == nil then
+    seq, stamped, post, value = string.match(entry, '^(%d+) (%d+) (%S+) (%S+)$')
+  end
   if seq == nil then  -- logged by a previous version of this script, without the stamp
     seq, post, value = string.match(entry, '^(%d+) (%S+) (%S+)$')
     replay = tonumber(seq) >= n
@@ -252,31 +346,78 @@ for j, entry in ipairs(log) do
   if replay then
     if last[post] == nil then order[#order + 1] = post end
     last[post] = value
+    if d ~= nil and d ~= '.' then last_details[post] = d else last_details[post] = nil end
   end
 end
 if keep >= #log then redis.call('DEL', KEYS[3]) else redis.call('LTRIM', KEYS[3], keep, -1) end
-local pairs = {}
+local pairs, gone = {}, {}
 for _, post in ipairs(order) do
   if last[post] == '-' then
     redis.call('ZREM', key, post)
+    gone[#gone + 1] = post
   else
     pairs[#pairs + 1] = last[post]
     pairs[#pairs + 1] = post
   end
 end
-if #pairs > 0 then upsert(key, tonumber(ARGV[6]), pairs) end
+forget(KEYS[4], gone)
+if #pairs > 0 then upsert(key, tonumber(ARGV[6]), pairs, KEYS[4], last_details) end
+-- replayed deltas were read at snapshots of their own: the feed's is then not known
+landed(KEYS[2], #order == 0 and ARGV[8] or '')
 return 1
 """
 )
 
 # Trim a cached feed to the cap (ARGV[1]), nothing else: no PostgreSQL read behind it, so
-# it needs no fence (it keeps the feed an exact prefix of whatever it was).
+# it needs no stamp (it keeps the feed an exact prefix of whatever it was, and the snapshot
+# its entries were read at). KEYS: feed, fence, log, details.
 _TRIM_LUA = (
     _UPSERT_FUNCTION
     + """
-return upsert(KEYS[1], tonumber(ARGV[1]), {})
+local trimmed = upsert(KEYS[1], tonumber(ARGV[1]), {}, KEYS[4], {})
+if trimmed >= 0 and redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('HINCRBY', KEYS[2], 'w', 1)
+end
+return trimmed
 """
 )
+
+# One page of a cached feed, read at once (KEYS: feed, fence, details). ARGV: how many
+# items, then the position to read after ('' for the top) as score and post id. Returns
+# nil when the feed is not cached, else: the sentinel, the fence's incarnation, version and
+# snapshot (`i`, `w`, `snap`), up to count + 1 members with scores strictly below the
+# position's score, the members tied at that score (the caller keeps those after it), the
+# whole tie at the page's lower edge when there are more than `count`, and the details of
+# every member returned, in that order.
+_PAGE_LUA = """
+local head = redis.call('ZRANGE', KEYS[1], 0, 0)
+if #head == 0 then return false end
+local f = redis.call('HMGET', KEYS[2], 'i', 'w', 'snap')
+local count = tonumber(ARGV[1])
+local below, ties = nil, {}
+if ARGV[2] == '' then
+  below = redis.call('ZREVRANGEBYSCORE', KEYS[1], '+inf', '(-inf', 'WITHSCORES', 'LIMIT', 0,
+                     count + 1)
+else
+  below = redis.call('ZREVRANGEBYSCORE', KEYS[1], '(' .. ARGV[2], '(-inf', 'WITHSCORES',
+                     'LIMIT', 0, count + 1)
+  ties = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[2], ARGV[2], 'WITHSCORES')
+end
+local edge = {}
+if #below > 2 * count then
+  edge = redis.call('ZRANGEBYSCORE', KEYS[1], below[#below], below[#below], 'WITHSCORES')
+end
+local members = {}
+for _, list in ipairs({below, ties, edge}) do
+  for j = 1, #list, 2 do members[#members + 1] = list[j] end
+end
+local details = {}
+if #members > 0 then details = redis.call('HMGET', KEYS[3], unpack(members)) end
+for j = 1, #members do
+  if not details[j] then details[j] = '' end
+end
+return {head[1], f[1] or '', f[2] or '', f[3] or '', below, ties, edge, details}
+"""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -286,6 +427,9 @@ class CachedPage:
     items: list[tuple[int, float]]  # (post id, score)
     more_in_cache: bool  # the cache holds further items past these
     truncated: bool  # the full feed may continue past what the cache holds
+    version: tuple[str, int] | None = None  # (fence incarnation, writes landed); None: no fence
+    read_at: str = ""  # the PostgreSQL snapshot the entries were read at ('' : not known)
+    details: dict[int, str] = dataclasses.field(default_factory=dict)  # of the items that have
 
 
 @dataclasses.dataclass(frozen=True)
@@ -332,9 +476,11 @@ class FeedCache:
         self.client = client
         self.prefix = prefix
         self.cap = cap
-        self._scripts = (_STAMP_LUA, _APPLY_LUA, _REPLACE_LUA, _TRIM_LUA)
+        self._scripts = (_STAMP_LUA, _APPLY_LUA, _REPLACE_LUA, _TRIM_LUA, _PAGE_LUA)
         self._shas = tuple(_sha(script) for script in self._scripts)
-        self._stamp_sha, self._apply_sha, self._replace_sha, self._trim_sha = self._shas
+        (self._stamp_sha, self._apply_sha, self._replace_sha, self._trim_sha, self._page_sha) = (
+            self._shas
+        )
         self._scripts_loaded = False
         self._cluster = is_cluster(client)
 
@@ -358,14 +504,24 @@ class FeedCache:
             return [None if token is None else bytes(token) for token in pipe.execute()]
 
     def apply(
-        self, changes: Iterable[tuple[str, Stamp, Sequence[tuple[int, float]], Sequence[int]]]
+        self,
+        changes: Iterable[tuple[str, Stamp, Sequence[tuple[int, float]], Sequence[int]]],
+        *,
+        details: Mapping[int, str] | None = None,
+        read_at: str = "",
     ) -> list[int]:
         """Fenced changes to cached feeds, pipelined: per (key, stamp, upserts, removals),
         upsert (post id, score) pairs and remove post ids, keeping the feed an exact prefix.
 
+        `details` gives the details text of upserted posts ("community:author:created",
+        `post_details`); `read_at`, the PostgreSQL snapshot the changes were read at, which
+        the feed's fence keeps (docs/decisions/0029). Without them, pages of the feed are
+        checked against PostgreSQL until its next swap.
+
         Returns per feed the members added or updated (>= 0), NOT_CACHED, FENCED_OUT or
         SUPERSEDED.
         """
+        known_details = details or {}
         self._load_scripts()
         # the encoded pairs of each upserts list, by id(); the list is kept with them, so
         # no id is reused for another list during the call (feeds given the same list,
@@ -376,29 +532,39 @@ class FeedCache:
                 known = encoded.get(id(upserts))
                 if known is None:
                     pairs = [
-                        item for post_id, score in upserts for item in (repr(float(score)), post_id)
+                        item
+                        for post_id, score in upserts
+                        for item in (repr(float(score)), post_id, known_details.get(post_id, ""))
                     ]
                     known = encoded[id(upserts)] = (upserts, pairs)
                 pairs = known[1]
-                args: list[Any] = [stamp, FENCE_TTL_SECONDS, self.cap, len(removals)]
+                args: list[Any] = [stamp, FENCE_TTL_SECONDS, self.cap, len(removals), read_at]
                 self._evalsha(pipe, self._apply_sha, key, *args, *removals, *pairs)
             return [int(result) for result in pipe.execute()]
 
     def swap(
-        self, feeds: Iterable[tuple[str, Stamp, str, bool]], *, only_cached: bool = False
+        self,
+        feeds: Iterable[tuple[str, Stamp, str, bool]],
+        *,
+        only_cached: bool = False,
+        with_details: bool = False,
+        read_at: str = "",
     ) -> list[int]:
         """Fenced swaps of whole feeds, each atomic, pipelined: per (key, stamp, entries as
-        text "score post_id score post_id ...", truncated).
+        text "score post_id score post_id ...", truncated). With `with_details` the text
+        is "score post_id details ..." and the feeds' details are written with them;
+        `read_at` is the PostgreSQL snapshot the entries were read at (see `apply`).
 
         Returns per feed WRITTEN, NOT_CACHED (with `only_cached`), FENCED_OUT or SUPERSEDED.
         """
         self._load_scripts()
         mode = "cached" if only_cached else "always"
+        fields = 3 if with_details else 2
         with self.client.pipeline(transaction=False) as pipe:
             for key, stamp, text, truncated in feeds:
                 sentinel = TRUNCATED if truncated else COMPLETE
                 args: list[Any] = [stamp, FENCE_TTL_SECONDS, mode, sentinel, text, self.cap]
-                self._evalsha(pipe, self._replace_sha, key, *args)
+                self._evalsha(pipe, self._replace_sha, key, *args, fields, read_at)
             return [int(result) for result in pipe.execute()]
 
     def _load_scripts(self) -> None:
@@ -416,7 +582,10 @@ class FeedCache:
         fence's (`fence_keys`, one hash slot), `key` first. Sent as a plain EVALSHA command:
         redis-py's cluster pipeline refuses its `evalsha` method (it cannot load scripts),
         yet sends an EVALSHA command like any other; the scripts are loaded beforehand."""
-        keys = (key, *fence_keys(key)) if sha != self._trim_sha else (key,)
+        if sha == self._page_sha:
+            keys: tuple[str, ...] = (key, fence_keys(key)[0], details_key(key))
+        else:
+            keys = (key, *fence_keys(key), details_key(key))
         pipe.execute_command("EVALSHA", sha, len(keys), *keys, *args, **self._routed(key))
 
     def _routed(self, key: str) -> dict[str, Any]:
@@ -488,17 +657,23 @@ class FeedCache:
             return [bool(found) for found in pipe.execute()]
 
     def delete(self, keys: Sequence[str]) -> int:
-        """Delete keys, one DEL each in a pipeline (no multi-key command: on a Redis Cluster
-        the keys live in different slots; the pipeline is split per node)."""
+        """Delete cached feeds (and their details), one DEL each in a pipeline (no multi-key
+        command: on a Redis Cluster the keys live in different slots; the pipeline is split
+        per node). Returns how many of `keys` existed."""
         return self._per_key("delete", keys)
 
     def _per_key(self, command: str, keys: Sequence[str]) -> int:
+        """A feed's details go with it; its fence is left to expire (a writer holding a
+        stamp is then fenced out, as for any fence that expired)."""
         if not keys:
             return 0
         with self.client.pipeline(transaction=False) as pipe:
             for key in keys:
                 getattr(pipe, command)(key)
-            return sum(int(n) for n in pipe.execute())
+                getattr(pipe, command)(details_key(key))
+                pipe.expire(fence_keys(key)[0], FENCE_TTL_SECONDS)
+            results = pipe.execute()
+        return sum(int(n) for n in results[0::3])
 
     def sizes(self, keys: Sequence[str]) -> list[int | None]:
         """Entries (sentinel excluded) of each cached feed; None for a feed not cached."""
@@ -574,44 +749,52 @@ class FeedCache:
         return items, sentinel
 
     def read(self, key: str, after: tuple[float, int] | None, count: int) -> CachedPage | None:
-        """Up to `count` items strictly after `after` (or from the top); None on a miss."""
-        top = "+inf" if after is None else f"({after[0]!r}"
-        with self.client.pipeline(transaction=False) as pipe:
-            pipe.zrange(key, 0, 0)
-            pipe.zrange(
-                key, top, "(-inf", desc=True, byscore=True, offset=0, num=count + 1, withscores=True
-            )
-            if after is not None:
-                pipe.zrange(key, repr(after[0]), repr(after[0]), byscore=True, withscores=True)
-            results = pipe.execute()
-        head = results[0]
-        if not head:
+        """Up to `count` items strictly after `after` (or from the top), with the feed's
+        version and the details of the items; None on a miss. One script call: what it
+        returns is one moment of the feed."""
+        args = [count, "" if after is None else repr(after[0]), "" if after is None else after[1]]
+        try:
+            raw = self._read_page(key, args)
+        except NoScriptError:  # the server restarted and forgot the scripts
+            self._scripts_loaded = False
+            self._load_scripts()
+            raw = self._read_page(key, args)
+        if raw is None:
             return None
-        below = [(int(m), float(s)) for m, s in results[1]]
-        ties = []
-        if after is not None:
-            ties = [(int(m), float(s)) for m, s in results[2] if int(m) < after[1]]
+        sentinel, incarnation, written, snapshot, below_raw, ties_raw, edge_raw, details = raw
+        below = _scored(below_raw)
+        ties = [] if after is None else [i for i in _scored(ties_raw) if i[0] < after[1]]
         more = len(below) > count
         if more:
-            below = self._complete_boundary_ties(key, below)
+            boundary = below[-1][1]
+            below = [item for item in below if item[1] != boundary] + _scored(edge_raw)
         items = sorted(ties + below, key=lambda item: (item[1], item[0]), reverse=True)
+        members = [int(m) for m in below_raw[0::2] + ties_raw[0::2] + edge_raw[0::2]]
+        known = {m: _text(d) for m, d in zip(members, details, strict=True) if d}
+        kept = items[:count]
         return CachedPage(
-            items=items[:count],
+            items=kept,
             more_in_cache=more or len(items) > count,
-            truncated=head[0] == TRUNCATED,
+            truncated=sentinel == TRUNCATED,
+            version=(_text(incarnation), int(written or 0)) if incarnation else None,
+            read_at=_text(snapshot),
+            details={post_id: known[post_id] for post_id, _ in kept if post_id in known},
         )
 
-    def _complete_boundary_ties(
-        self, key: str, items: list[tuple[int, float]]
-    ) -> list[tuple[int, float]]:
-        """Redis orders equal scores by member text; fetch the whole tie at the page's edge."""
-        boundary = items[-1][1]
-        tied = cast(
-            list[tuple[bytes, float]],
-            self.client.zrange(key, repr(boundary), repr(boundary), byscore=True, withscores=True),
+    def _read_page(self, key: str, args: list[Any]) -> Any:
+        keys = (key, fence_keys(key)[0], details_key(key))
+        return cast(Any, self.client).execute_command(
+            "EVALSHA", self._page_sha, len(keys), *keys, *args, **self._routed(key)
         )
-        rest = [item for item in items if item[1] != boundary]
-        return rest + [(int(m), float(s)) for m, s in tied]
+
+
+def _scored(flat: list[bytes]) -> list[tuple[int, float]]:
+    """(post id, score) pairs of a flat [member, score, ...] reply."""
+    return [(int(flat[j]), float(flat[j + 1])) for j in range(0, len(flat), 2)]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _sha(script: str) -> str:

@@ -48,12 +48,15 @@ def load_tops(
 
 @dataclasses.dataclass(frozen=True)
 class TextTop:
-    """The best entries of one feed as text: "score post_id score post_id ..." best first."""
+    """The best entries of one feed as text: "score post_id details ..." best first (the
+    details "community:author:created_us", see `post_details`), and the PostgreSQL
+    snapshot they were read at."""
 
     feed: FeedRef
     text: str
     entries: int
     truncated: bool
+    read_at: str = ""
 
 
 def text_top_batches(
@@ -75,9 +78,7 @@ def text_top_batches(
         params = {"ids": list(ids), "limit": cap + 1, "retention": retention}
         cursor.execute(query(_TEXT_TOPS_QUERY[kind]), params)
         while rows := cursor.fetchmany(batch):
-            yield [
-                _text_top(kind, feed_id, entries, pairs, cap) for feed_id, entries, pairs in rows
-            ]
+            yield [_text_top(kind, f, n, text, at, cap) for f, n, text, at in rows]
 
 
 def text_top(
@@ -90,13 +91,16 @@ def text_top(
         params = {"ids": [feed.id], "limit": cap + 1, "retention": retention}
         row = conn.execute(query(_TEXT_TOPS_QUERY[feed.kind]), params).fetchone()
     assert row is not None
-    return _text_top(feed.kind, row[0], row[1], row[2], cap)
+    return _text_top(feed.kind, row[0], row[1], row[2], row[3], cap)
 
 
-def _text_top(kind: FeedKind, feed_id: int, entries: int, text: str | None, cap: int) -> TextTop:
+def _text_top(
+    kind: FeedKind, feed_id: int, entries: int, text: str | None, read_at: str, cap: int
+) -> TextTop:
+    feed = FeedRef(kind, feed_id)
     if entries > cap:  # the query reads one entry past the cap to tell: drop it
-        return TextTop(FeedRef(kind, feed_id), (text or "").rsplit(" ", 2)[0], cap, True)
-    return TextTop(FeedRef(kind, feed_id), text or "", entries, False)
+        return TextTop(feed, (text or "").rsplit(" ", 3)[0], cap, True, read_at)
+    return TextTop(feed, text or "", entries, False, read_at)
 
 
 def member_pages(
@@ -118,25 +122,40 @@ def member_pages(
 _ENTRIES_QUERY = {"user": "user_entries_of", "community": "community_entries_of"}
 
 
+@dataclasses.dataclass(frozen=True)
+class CurrentEntries:
+    """Entries of some feeds as PostgreSQL holds them now (see `current_entries`)."""
+
+    scores: dict[tuple[int, int], float]  # (feed id, post id) -> score
+    details: dict[int, str]  # post id -> "community:author:created_us"
+    read_at: str  # the snapshot they were read at ('' when nothing was read)
+
+
 def current_entries(
     conn: psycopg.Connection[Any],
     kind: FeedKind,
     feed_ids: Collection[int],
     post_ids: Collection[int],
     retention: timedelta | None,
-) -> dict[tuple[int, int], float]:
+) -> CurrentEntries:
     """The current score of every entry of these feeds among these posts, by (feed id,
     post id); a pair not in the map is not in its feed (deleted, expired, never fanned out).
 
     One query, through the primary key's index (never a scan of a partition): what fan-out
     asks is the cross product of its feeds and posts, rank's pairs nearly so."""
     if not feed_ids or not post_ids:
-        return {}
+        return CurrentEntries({}, {}, "")
     params = {"feed_ids": sorted(feed_ids), "post_ids": sorted(post_ids), "retention": retention}
     with conn.transaction():
         conn.execute(query("rank_prefer_indexes"))
         rows = conn.execute(query(_ENTRIES_QUERY[kind]), params).fetchall()
-    return {(f, p): score for f, p, score in rows}
+    read_at = next(row[0] for row in rows if row[0] is not None)
+    entries = [row[1:] for row in rows if row[0] is None]
+    return CurrentEntries(
+        scores={(f, p): score for f, p, score, _ in entries},
+        details={p: details for _, p, _, details in entries},
+        read_at=read_at,
+    )
 
 
 def text_tops(

@@ -260,7 +260,9 @@ class FeedReader:
             assert stamp is not None
             top = text_top(self.conn, feed, self.cache.cap, self.retention)
             checkpoint("cache.tops_read")
-            self.cache.swap([(key, stamp, top.text, top.truncated)])
+            self.cache.swap(
+                [(key, stamp, top.text, top.truncated)], with_details=True, read_at=top.read_at
+            )
         except REDIS_ERRORS:
             return
 

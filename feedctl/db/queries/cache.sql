@@ -307,14 +307,16 @@ Every community id, in order.
 SELECT id FROM communities ORDER BY id
 
 -- user_feed_tops_text --
-The best cap+1 entries of each of several user feeds, in the order of the ids, as text ready for Redis: the count, and "score post_id score post_id ..." best first.
-SELECT u.id, top.entries, top.pairs
+The best cap+1 entries of each of several user feeds, in the order of the ids, as text ready for Redis: the count, "score post_id community:author:created_us ..." best first, and the snapshot they were read at.
+SELECT u.id, top.entries, top.pairs, pg_current_snapshot()::text
 FROM unnest(%(ids)s::bigint[]) WITH ORDINALITY AS u(id, n)
 CROSS JOIN LATERAL (
     SELECT count(*) AS entries,
-           string_agg(t.score::text || ' ' || t.post_id::text, ' '
+           string_agg(t.score::text || ' ' || t.post_id::text || ' ' || t.community_id::text
+                      || ':' || t.author_id::text || ':'
+                      || (extract(epoch FROM t.created_at) * 1000000)::bigint::text, ' '
                       ORDER BY t.score DESC, t.post_id DESC) AS pairs
-    FROM (SELECT post_id, score FROM feed_entry
+    FROM (SELECT post_id, score, community_id, author_id, created_at FROM feed_entry
           WHERE user_id = u.id
             AND created_at >= coalesce(now() - %(retention)s::interval, '-infinity')
           ORDER BY score DESC, post_id DESC LIMIT %(limit)s) t
@@ -322,18 +324,20 @@ CROSS JOIN LATERAL (
 ORDER BY u.n
 
 -- community_feed_tops_text --
-The best cap+1 live posts of each of several communities, in the order of the ids, as text ready for Redis: the count, and "score post_id score post_id ..." best first.
-SELECT c.id, top.entries, top.pairs
+The best cap+1 live posts of each of several communities, in the order of the ids, as text ready for Redis: the count, "score post_id community:author:created_us ..." best first, and the snapshot they were read at.
+SELECT c.id, top.entries, top.pairs, pg_current_snapshot()::text
 FROM unnest(%(ids)s::bigint[]) WITH ORDINALITY AS c(id, n)
 CROSS JOIN LATERAL (
     SELECT count(*) AS entries,
-           string_agg(t.score::text || ' ' || t.post_id::text, ' '
+           string_agg(t.score::text || ' ' || t.post_id::text || ' ' || t.community_id::text
+                      || ':' || t.author_id::text || ':'
+                      || (extract(epoch FROM t.created_at) * 1000000)::bigint::text, ' '
                       ORDER BY t.score DESC, t.post_id DESC) AS pairs
-    FROM (SELECT ps.post_id, ps.score FROM post_score ps
+    FROM (SELECT ps.post_id, ps.score, ps.community_id, p.author_id, p.created_at
+          FROM post_score ps JOIN posts p ON p.id = ps.post_id
           WHERE ps.community_id = c.id
-            AND EXISTS (SELECT 1 FROM posts p WHERE p.id = ps.post_id
-                        AND p.created_at >= coalesce(now() - %(retention)s::interval, '-infinity'))
-          ORDER BY score DESC, post_id DESC LIMIT %(limit)s) t
+            AND p.created_at >= coalesce(now() - %(retention)s::interval, '-infinity')
+          ORDER BY ps.score DESC, ps.post_id DESC LIMIT %(limit)s) t
 ) top
 ORDER BY c.n
 

@@ -444,14 +444,23 @@ Which of these communities are pulled (their posts are read from the community, 
 SELECT community_id FROM feed_pull_community WHERE community_id = ANY(%(ids)s)
 
 -- user_entries_of --
-The current retained entries of some users' feeds among some posts: what a fenced cache write brings those entries to (an entry not returned is not in the feed).
-SELECT user_id, post_id, score FROM feed_entry
+The current retained entries of some users' feeds among some posts, with their details ("community:author:created_us"), after one row that holds only the snapshot they were read at: what a fenced cache write brings those entries to (an entry not returned is not in the feed).
+SELECT pg_current_snapshot()::text, NULL::bigint, NULL::bigint, NULL::float8, NULL::text
+UNION ALL
+SELECT NULL, user_id, post_id, score,
+       community_id::text || ':' || author_id::text || ':'
+       || (extract(epoch FROM created_at) * 1000000)::bigint::text
+FROM feed_entry
 WHERE user_id = ANY(%(feed_ids)s::bigint[]) AND post_id = ANY(%(post_ids)s::bigint[])
   AND created_at >= coalesce(now() - %(retention)s::interval, '-infinity')
 
 -- community_entries_of --
-The current retained entries of some communities' feeds among some posts: what a fenced cache write brings those entries to (an entry not returned is not in the feed).
-SELECT ps.community_id, ps.post_id, ps.score
+The current retained entries of some communities' feeds among some posts, with their details ("community:author:created_us"), after one row that holds only the snapshot they were read at: what a fenced cache write brings those entries to (an entry not returned is not in the feed).
+SELECT pg_current_snapshot()::text, NULL::bigint, NULL::bigint, NULL::float8, NULL::text
+UNION ALL
+SELECT NULL, ps.community_id, ps.post_id, ps.score,
+       ps.community_id::text || ':' || p.author_id::text || ':'
+       || (extract(epoch FROM p.created_at) * 1000000)::bigint::text
 FROM post_score ps JOIN posts p ON p.id = ps.post_id
 WHERE ps.community_id = ANY(%(feed_ids)s::bigint[]) AND ps.post_id = ANY(%(post_ids)s::bigint[])
   AND p.created_at >= coalesce(now() - %(retention)s::interval, '-infinity')

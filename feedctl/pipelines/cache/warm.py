@@ -96,7 +96,9 @@ def _overlapped_writes(
         checkpoint("cache.tops_read")
         try:
             results = ctx.cache.swap(
-                (t.feed.key(ctx.prefix), stamp or b"", t.text, t.truncated) for t, stamp in batch
+                ((t.feed.key(ctx.prefix), stamp or b"", t.text, t.truncated) for t, stamp in batch),
+                with_details=True,
+                read_at=batch[0][0].read_at if batch else "",
             )
         except REDIS_ERRORS:
             failed.extend(t for t, _ in batch)

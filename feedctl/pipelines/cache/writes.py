@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
 
-from feedctl.cache.feeds import FENCED_OUT, NOT_CACHED, SUPERSEDED
+from feedctl.cache.feeds import FENCED_OUT, NOT_CACHED, SUPERSEDED, Stamp
 from feedctl.cache.keys import KINDS, FeedKind, FeedRef
 from feedctl.context import Context
 from feedctl.db.feed_tops import current_entries, text_tops
@@ -67,35 +67,50 @@ def write_entries(ctx: Context, changes: Sequence[tuple[FeedRef, Sequence[int]]]
         stamps = ctx.cache.stamp([feed.key(ctx.prefix) for feed, _ in todo], swap=False)
         live = [(f, p, s) for (f, p), s in zip(todo, stamps, strict=True) if s is not None]
         outcome.uncached.extend(f for (f, _), s in zip(todo, stamps, strict=True) if s is None)
-        now: dict[FeedKind, dict[tuple[int, int], float]] = {}
-        for kind in KINDS:
-            feed_ids = {f.id for f, _, _ in live if f.kind == kind}
-            post_ids = {post for f, posts, _ in live if f.kind == kind for post in posts}
-            now[kind] = current_entries(ctx.conn, kind, feed_ids, post_ids, ctx.retention)
-        writes = []
-        shared: dict[tuple[tuple[int, float], ...], list[tuple[int, float]]] = {}
-        for feed, posts, stamp in live:
-            found = now[feed.kind]
-            upserts = [(p, found[feed.id, p]) for p in posts if (feed.id, p) in found]
-            removals = [p for p in posts if (feed.id, p) not in found]
-            # feeds given the same changes share one list (fan-out: most of a community's
-            # members), so their script arguments are encoded once
-            upserts = shared.setdefault(tuple(upserts), upserts)
-            writes.append((feed.key(ctx.prefix), stamp, upserts, removals))
-        checkpoint("cache.entries_read")
-        results = ctx.cache.apply(writes)
         todo = []
-        for (feed, posts, _), result in zip(live, results, strict=True):
-            if result == FENCED_OUT:
-                todo.append((feed, posts))
-            elif result == SUPERSEDED:
-                outcome.superseded.append(feed)
-            elif result == NOT_CACHED:
-                outcome.uncached.append(feed)
-            else:
-                outcome.written[feed] = len(posts)
+        for kind in KINDS:
+            stamped = [(f, p, s) for f, p, s in live if f.kind == kind]
+            todo.extend(_write_entries_of(ctx, kind, stamped, outcome))
     outcome.fenced_out.extend(feed for feed, _ in todo)
     return outcome
+
+
+def _write_entries_of(
+    ctx: Context,
+    kind: FeedKind,
+    live: Sequence[tuple[FeedRef, Sequence[int], Stamp]],
+    outcome: Fenced,
+) -> list[tuple[FeedRef, Sequence[int]]]:
+    """One round of `write_entries` for stamped feeds of one kind: read PostgreSQL, write.
+    Returns the feeds fenced out, to do again."""
+    if not live:
+        return []
+    feed_ids = {f.id for f, _, _ in live}
+    post_ids = {post for _, posts, _ in live for post in posts}
+    now = current_entries(ctx.conn, kind, feed_ids, post_ids, ctx.retention)
+    found = now.scores
+    writes = []
+    shared: dict[tuple[tuple[int, float], ...], list[tuple[int, float]]] = {}
+    for feed, posts, stamp in live:
+        upserts = [(p, found[feed.id, p]) for p in posts if (feed.id, p) in found]
+        removals = [p for p in posts if (feed.id, p) not in found]
+        # feeds given the same changes share one list (fan-out: most of a community's
+        # members), so their script arguments are encoded once
+        upserts = shared.setdefault(tuple(upserts), upserts)
+        writes.append((feed.key(ctx.prefix), stamp, upserts, removals))
+    checkpoint("cache.entries_read")
+    results = ctx.cache.apply(writes, details=now.details, read_at=now.read_at)
+    todo: list[tuple[FeedRef, Sequence[int]]] = []
+    for (feed, posts, _), result in zip(live, results, strict=True):
+        if result == FENCED_OUT:
+            todo.append((feed, posts))
+        elif result == SUPERSEDED:
+            outcome.superseded.append(feed)
+        elif result == NOT_CACHED:
+            outcome.uncached.append(feed)
+        else:
+            outcome.written[feed] = len(posts)
+    return todo
 
 
 def swap_feeds(ctx: Context, feeds: Sequence[FeedRef], *, only_cached: bool = False) -> Fenced:
@@ -124,6 +139,8 @@ def swap_feeds(ctx: Context, feeds: Sequence[FeedRef], *, only_cached: bool = Fa
                     for (f, s), t in zip(stamped, tops, strict=True)
                 ),
                 only_cached=only_cached,
+                with_details=True,
+                read_at=tops[0].read_at if tops else "",
             )
             for (feed, _), top, result in zip(stamped, tops, results, strict=True):
                 if result == FENCED_OUT:
