@@ -49,6 +49,7 @@ from feedctl.pipelines.cache import rebuild, repair_marks
 from feedctl.pipelines.cache.rebuild import RebuildReport
 from feedctl.progress import SILENT, Progress
 from feedctl.rank.heuristic import Heuristic, load_heuristic
+from feedctl.read.cache_state import CacheWatch
 from feedctl.read.cursor_secret import cursor_secrets
 from feedctl.read.pages import FeedItem, FeedPage, FeedReader
 
@@ -134,6 +135,7 @@ class Client:
         self._pool.open(wait=False)
         self._lock = threading.Lock()
         self._secrets: tuple[str, ...] | None = None
+        self._watch = CacheWatch(chosen.cache_state_ms / 1000)  # shared by every read
         self._heuristic: Heuristic | None = None
         self._closed = False
 
@@ -153,7 +155,11 @@ class Client:
         """The first page of a feed (no cursor) or the page after `cursor`."""
         with self.connection() as conn:
             reader = FeedReader(
-                conn, self.cache, self._cursor_secrets(conn), retention=self.settings.retention
+                conn,
+                self.cache,
+                self._cursor_secrets(conn),
+                retention=self.settings.retention,
+                watch=self._watch,
             )
             return reader.page(feed, limit, cursor)
 

@@ -65,6 +65,11 @@ class Settings:
     # How many hash partitions of user_id `migrate up` gives feed_entry when it creates
     # them (docs/scaling.md: changing it later is a maintenance operation).
     feed_partitions: int = DEFAULT_FEED_PARTITIONS
+    # How long, in milliseconds, a reader keeps PostgreSQL's word on which cached feeds may
+    # be served from Redis alone (docs/decisions/0029): also the longest a deletion or a
+    # failed cache write can go unseen by such pages. 0: every cached page is checked
+    # against PostgreSQL.
+    cache_state_ms: int = 200
 
     @property
     def retention(self) -> timedelta | None:
@@ -79,6 +84,7 @@ _INT_MINIMUMS = {
     "batch_size": 1,
     "feed_partitions": 1,
     "pull_threshold": 1,
+    "cache_state_ms": 0,
 }
 _INT_MAXIMUMS = {"feed_partitions": 1024}
 MIN_SECRET_CHARS = 16

@@ -5,14 +5,19 @@ cursors lead to) is pinned to the first page's snapshot: a post whose score chan
 the walk keeps the place it had, so no post is shown twice and none that stays in the feed
 is skipped, while posts are fanned out and rescored between pages (docs/decisions/0015).
 
-A page read from Redis is checked against PostgreSQL in one query (the pin, the scores of
-the cached items, how many entries the cached range should hold); a cache that disagrees
-is not trusted and the page is read from PostgreSQL instead.
+A cached page is served from Redis alone when PostgreSQL's latest word on the cache
+(`CacheState`, asked at most once per `cache_state_ms`) says the cached feed is exactly its
+feed at a snapshot: that snapshot pins the walk, and the cursor carries the cached feed's
+version, so the next page comes from Redis too while the feed keeps it (docs/decisions/0029).
+Otherwise a page read from Redis is checked against PostgreSQL in one query (the pin, the
+scores of the cached items, how many entries the cached range should hold); a cache that
+disagrees is not trusted and the page is read from PostgreSQL instead.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -28,6 +33,7 @@ from feedctl.db.owners import require_community, require_user
 from feedctl.db.sql_blocks import query
 from feedctl.errors import BadInputError
 from feedctl.faults import checkpoint
+from feedctl.read.cache_state import CacheState, CacheWatch
 from feedctl.read.cursor import (
     CURSOR_MAX_AGE,
     Pin,
@@ -41,9 +47,11 @@ from feedctl.read.pull import pulled_page
 
 MAX_LIMIT = 500
 DEFAULT_RETENTION = Settings().retention
+DEFAULT_STATE_SECONDS = Settings().cache_state_ms / 1000
 CACHE_SLACK = 8  # extra cached items read, to stand in for items whose score changed
 _TOP = (float("inf"), 2**63 - 1)
 _BOTTOM = (float("-inf"), -(2**63))
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _PAGE_QUERY = {"user": "user_page_pinned", "community": "community_page_pinned"}
 _CHECK_QUERY = {"user": "user_cached_page_check", "community": "community_cached_page_check"}
 
@@ -85,6 +93,7 @@ class FeedPage:
     items: list[FeedItem]
     next_cursor: str | None
     source: Source
+    redis_alone: bool = False  # from the cache with no PostgreSQL query (docs/decisions/0029)
 
     def as_json(self) -> dict[str, Any]:
         return {"items": [i.as_json() for i in self.items], "next_cursor": self.next_cursor}
@@ -95,6 +104,7 @@ class FeedReader:
 
     One reader per connection; `conn` should be in autocommit mode, so that each page sees
     the latest committed state (the pin, not a long transaction, keeps a walk steady).
+    `watch` keeps PostgreSQL's word on the cache; readers of one process may share one.
     """
 
     def __init__(
@@ -105,6 +115,7 @@ class FeedReader:
         *,
         retention: timedelta | None = DEFAULT_RETENTION,
         cursor_max_age: timedelta = CURSOR_MAX_AGE,
+        watch: CacheWatch | None = None,
     ) -> None:
         if not secrets or isinstance(secrets, str):
             raise ValueError("secrets: give a non-empty sequence of cursor secrets")
@@ -113,6 +124,7 @@ class FeedReader:
         self.secrets = tuple(secrets)  # the first signs; any of them verifies
         self.retention = retention
         self.cursor_max_age = cursor_max_age
+        self.watch = watch if watch is not None else CacheWatch(DEFAULT_STATE_SECONDS)
 
     @classmethod
     def for_settings(
@@ -121,7 +133,8 @@ class FeedReader:
         """A reader with the configured retention and cursor secrets (or, when none are
         configured, the secret `migrate up` stored in this database)."""
         secrets = cursor_secrets(conn, settings.cursor_secret)
-        return cls(conn, cache, secrets, retention=settings.retention)
+        watch = CacheWatch(settings.cache_state_ms / 1000)
+        return cls(conn, cache, secrets, retention=settings.retention, watch=watch)
 
     def user_feed(self, user_id: int, limit: int = 20, cursor: str | None = None) -> FeedPage:
         return self.page(user_feed(user_id), limit, cursor)
@@ -139,13 +152,21 @@ class FeedReader:
         if cursor is not None:
             position = decode_cursor(cursor, feed, self.secrets)
             require_fresh(position, datetime.now(UTC), self.cursor_max_age)
-        merged = pulled_page(self, feed, position, limit)  # members of pulled communities
-        return merged if merged is not None else self.page_at(feed, position, limit)
+        state = self._state()
+        if state is None or state.pulled:
+            merged = pulled_page(self, feed, position, limit)  # members of pulled communities
+            if merged is not None:
+                return merged
+        return self.page_at(feed, position, limit)
 
     def page_at(self, feed: FeedRef, position: Position | None, limit: int) -> FeedPage:
         """The page after `position` (the top when None) of the feed's own entries."""
         cached, redis_ok = self._read_cache(feed, position, limit + CACHE_SLACK)
         if cached is not None:
+            state = self._state()
+            alone = None if state is None else self._alone(feed, position, limit, cached, state)
+            if alone is not None:
+                return alone
             try:
                 return self._from_cache(feed, position, limit, cached)
             except _CacheEnds:
@@ -160,6 +181,75 @@ class FeedReader:
         if redis_ok:
             self._fill(feed)
         return page
+
+    def _state(self) -> CacheState | None:
+        """PostgreSQL's latest word on the cache; None when pages are never served from
+        Redis alone (`cache_state_ms` = 0)."""
+        return self.watch.current(self.conn) if self.watch.enabled else None
+
+    def _alone(
+        self,
+        feed: FeedRef,
+        position: Position | None,
+        limit: int,
+        cached: CachedPage,
+        state: CacheState,
+    ) -> FeedPage | None:
+        """The page from Redis alone, or None when the cache cannot give it so.
+
+        A first page needs the cached feed to be exactly PostgreSQL's at the state's
+        snapshot, which then pins the walk; a next page, the cached feed still at the
+        version the walk's pages were read from (any write since: the pinned PostgreSQL
+        path answers). Either way no write may be owed to the cache, nor the feed marked.
+        """
+        if not state.serves(feed):
+            return None
+        if position is not None:
+            if position.cached is None or position.cached != cached.version:
+                return None
+            return self._page_alone(feed, position, limit, cached, state, position.pin)
+        if cached.version is None:
+            return None
+        if not state.covers(cached.read_at):
+            # a write landed after the state was asked: ask again, then read again
+            state = self.watch.current(self.conn, newer_than=time.monotonic())
+            again, _ = self._read_cache(feed, position, limit + CACHE_SLACK)
+            if again is None or again.version is None:
+                return None
+            if not (state.serves(feed) and state.covers(again.read_at)):
+                return None
+            cached = again
+        return self._page_alone(feed, position, limit, cached, state, state.pin)
+
+    def _page_alone(
+        self,
+        feed: FeedRef,
+        position: Position | None,
+        limit: int,
+        cached: CachedPage,
+        state: CacheState,
+        pin: Pin,
+    ) -> FeedPage | None:
+        since = pin.at - self.retention if self.retention is not None else None
+        items = []
+        for post_id, score in cached.items:
+            details = cached.details.get(post_id)
+            if details is None:
+                return None  # written without details (a write of a previous version)
+            community, author, micros = details.split(":")
+            created = _EPOCH + timedelta(microseconds=int(micros))
+            if post_id in state.deleted or (since is not None and created < since):
+                continue
+            items.append(FeedItem(post_id, int(community), int(author), created, score))
+        whole_rest = not cached.more_in_cache and not cached.truncated
+        if not whole_rest and len(items) <= limit:
+            return None  # past the cached part, or too many left out: PostgreSQL answers
+        page = items[:limit]
+        next_cursor = None
+        if len(items) > limit and page:
+            last = Position(page[-1].score, page[-1].post_id, pin, cached.version)
+            next_cursor = encode_cursor(feed, last, self.secrets[0])
+        return FeedPage(page, next_cursor, "cache", redis_alone=True)
 
     def _read_cache(
         self, feed: FeedRef, position: Position | None, count: int

@@ -31,6 +31,7 @@ from feedctl.cache.keys import FeedRef
 from feedctl.config import Settings
 from feedctl.context import Context, open_context
 from feedctl.db.feed_tops import load_tops
+from feedctl.pipelines.cache import repair_marks
 from feedctl.pipelines.cache import warm as cache_warm
 from feedctl.pipelines.cache.rebuild import rebuild_users
 from feedctl.pipelines.ranking.nightly import run_rank
@@ -243,6 +244,10 @@ def apply(ctx: Context, walk: Walk, action: str, rng: random.Random) -> None:
         ctx.redis.delete(key)
     elif action == "corrupt":
         corrupt(ctx, key, rng)
+        # the writer that lost or delayed the write left its mark in PostgreSQL (a failed
+        # write marks its feeds; one in flight holds its pending range): either way pages
+        # are not served from Redis alone (docs/decisions/0029)
+        repair_marks.mark(conn, feed.kind, [feed.id], "a lost write (test)")
     elif action == "rebuild" and feed.kind == "user":
         rebuild_users(ctx, [feed.id])
     elif action in ("leave", "join") and feed.kind == "user":
@@ -258,7 +263,7 @@ def apply(ctx: Context, walk: Walk, action: str, rng: random.Random) -> None:
 
 
 def corrupt(ctx: Context, key: str, rng: random.Random) -> None:
-    """What a lost or delayed cache write leaves behind."""
+    """What a lost or delayed cache write leaves behind in Redis."""
     members = [m for m, _ in ctx.redis.zrange(key, 1, -1, withscores=True)]
     choice = rng.randrange(3)
     if choice == 0 and members:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import math
 import string
 import struct
@@ -35,8 +37,8 @@ SECRETS = st.text(min_size=1, max_size=40)
 URLSAFE = string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_"
 # A pin with no transaction in progress: 51 bytes of body and 12 of tag, 63 bytes, exactly
 # 84 base64url characters of 6 bits each. Each transaction in progress adds 8 bytes.
-RAW_BYTES = 63
-TOKEN_LENGTH = 84
+RAW_BYTES = 79
+TOKEN_LENGTH = 106
 PIN = Pin(1234, 1240, (1235, 1238), datetime(2026, 11, 1, 12, 0, tzinfo=UTC))
 EMPTY_PIN = Pin(1234, 1234, (), datetime(2026, 11, 1, 12, 0, tzinfo=UTC))
 
@@ -89,10 +91,27 @@ def test_example_round_trip_and_shape() -> None:
     assert decode_cursor(token, feed, SECRET) == Position(1.5, 42, EMPTY_PIN)
 
 
+def test_cursor_carries_the_cached_version_of_a_page_read_from_redis() -> None:
+    feed = FeedRef("user", 5)
+    position = Position(1.5, 42, PIN, ("00ab12cd34ef5678", 17))
+    token = encode_cursor(feed, position, SECRET)
+    assert decode_cursor(token, feed, SECRET) == position
+    odd = Position(1.5, 42, PIN, ("not-a-fence-token", 3))  # stored as none: checked instead
+    assert decode_cursor(encode_cursor(feed, odd, SECRET), feed, SECRET).cached is None
+
+
+def test_version_2_cursors_still_decode() -> None:
+    feed = FeedRef("user", 5)
+    body = struct.pack(">BBqdqQQqB", 2, 1, 5, 1.5, 42, 0, 0, 0, 0)
+    tag = hmac.new(SECRET.encode(), body, hashlib.sha256).digest()[:12]
+    position = decode_cursor(_token(body + tag), feed, SECRET)
+    assert (position.score, position.post_id, position.cached) == (1.5, 42, None)
+
+
 def test_pin_carries_the_transactions_in_progress() -> None:
     feed = FeedRef("user", 5)
     token = encode(feed, 1.5, 42, SECRET, PIN)
-    assert len(token) == TOKEN_LENGTH + 22  # two more 8-byte transaction ids
+    assert len(token) == TOKEN_LENGTH + 21  # two more 8-byte transaction ids
     assert decode_cursor(token, feed, SECRET).pin == PIN
     assert PIN.snapshot == "1234:1240:1235,1238"
 
@@ -278,10 +297,10 @@ def test_garbage_examples_are_cursor_errors(garbage: str) -> None:
         decode_cursor(garbage, FeedRef("community", 1), SECRET)
 
 
-@pytest.mark.parametrize("version", [1, 3, 255])
+@pytest.mark.parametrize("version", [1, 4, 255])
 def test_unsupported_version_is_rejected_even_when_signed(version: int) -> None:
     feed = FeedRef("user", 9)
-    body = struct.pack(">BBqdqQQqB", version, 1, 9, 1.0, 10, 5, 5, 0, 0)
+    body = struct.pack(">BBqdqQQqQQB", version, 1, 9, 1.0, 10, 5, 5, 0, 0, 0, 0)
     with pytest.raises(CursorError, match=f"version {version}"):
         decode_cursor(_signed(body), feed, SECRET)
 

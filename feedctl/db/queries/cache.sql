@@ -344,3 +344,21 @@ ORDER BY c.n
 -- exact_float_text --
 Make float8 text output exact (shortest round-trip form) for the rest of the transaction.
 SELECT set_config('extra_float_digits', '1', true)
+
+-- cache_state --
+What a reader needs to serve pages from Redis alone (docs/decisions/0029), in one snapshot: the snapshot and its time; whether a cache write is in flight (a fan-out batch, new scores, a rebuild or a backfill committed whose Redis writes are not all done); up to `limit` feeds marked for repair; up to `limit` posts deleted that fan-out has not removed yet; whether any community is pulled.
+SELECT pg_current_snapshot()::text, now(),
+       EXISTS (SELECT 1 FROM feed_offset_state WHERE cache_from_txid IS NOT NULL)
+       OR EXISTS (SELECT 1 FROM rank_cache_pending)
+       OR EXISTS (SELECT 1 FROM feed_rebuild_run WHERE finished_at IS NULL)
+       OR EXISTS (SELECT 1 FROM rank_backfill WHERE state = 'unfinished'),
+       ARRAY(SELECT feed_kind || ':' || feed_id FROM feed_repair LIMIT %(limit)s),
+       ARRAY(SELECT e.post_id FROM feed_events e
+             WHERE e.kind = 'post_deleted'
+               AND (e.txid, e.id) > (
+                   SELECT o.txid, o.id FROM (
+                       SELECT last_txid, last_event_id FROM feed_offset_state
+                       UNION ALL SELECT '0'::xid8, 0::bigint) o(txid, id)
+                   ORDER BY (o.txid, o.id) = ('0'::xid8, 0::bigint), o.txid, o.id LIMIT 1)
+             LIMIT %(limit)s),
+       EXISTS (SELECT 1 FROM feed_pull_community)
