@@ -137,7 +137,9 @@ def _rebuild_chunks(
         else:
             _apply_chunk(ctx, chunk, report)
             checkpoint("rebuild.after_commit")
+            started = repair_marks.database_now(ctx.conn)
             _rewrite_cached(ctx, "user", chunk, report)
+            repair_marks.unmark(ctx.conn, "user", chunk, started)  # a failure since stays
             checkpoint("rebuild.after_cache")
             if after_chunk:
                 after_chunk(chunk)
@@ -213,11 +215,16 @@ def _record_chunk(conn: psycopg.Connection[Any]) -> Callable[[list[int]], None]:
 
 
 def _apply_chunk(ctx: Context, chunk: list[int], report: RebuildReport) -> None:
-    """Rewrite the chunk's feeds in one transaction; retried after a deadlock."""
+    """Rewrite the chunk's feeds in one transaction; retried after a deadlock. The feeds
+    are marked for repair in it too, until their cached copies are rewritten: a crash in
+    between leaves them marked, and no page of theirs is served from Redis alone
+    (docs/decisions/0029)."""
 
     def apply() -> tuple[Any, ...] | None:
         params = {"ids": chunk, "since": ctx.retained_since()}
-        return ctx.conn.execute(query("rebuild_user_feeds_apply"), params).fetchone()
+        row = ctx.conn.execute(query("rebuild_user_feeds_apply"), params).fetchone()
+        repair_marks.mark(ctx.conn, "user", chunk, "rebuild: cached copy not rewritten yet")
+        return row
 
     row = in_transaction_retrying(ctx.conn, apply, what="rebuild chunk")
     assert row is not None

@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime
-from typing import Any
-
-import psycopg
 
 from feedctl.cache.keys import KINDS, FeedRef
 from feedctl.context import Context
-from feedctl.db.sql_blocks import query
 from feedctl.pipelines.cache import repair_marks
 from feedctl.pipelines.cache.writes import FEEDS_PER_CHUNK, CacheReport, write_tops
 from feedctl.progress import SILENT, Progress, stopping
@@ -33,7 +28,7 @@ def repair(
         marks = repair_marks.marked(ctx.conn, FEEDS_PER_CHUNK)
         if not marks:
             return report
-        started = _database_now(ctx.conn)
+        started = repair_marks.database_now(ctx.conn)
         failures_before = report.redis_failures
         for kind in KINDS:
             ids = [feed_id for k, feed_id in marks if k == kind]
@@ -47,10 +42,3 @@ def repair(
                 ids = [feed_id for k, feed_id in marks if k == kind]
                 repair_marks.unmark(ctx.conn, kind, ids, started)
         progress.advance(len(marks))
-
-
-def _database_now(conn: psycopg.Connection[Any]) -> datetime:
-    row = conn.execute(query("database_now")).fetchone()
-    assert row is not None
-    moment: datetime = row[0]
-    return moment

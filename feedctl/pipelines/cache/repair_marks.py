@@ -33,6 +33,15 @@ def unmark(
     conn.execute(query("unmark_repaired"), {"kind": kind, "ids": list(ids), "before": before})
 
 
+def database_now(conn: psycopg.Connection[Any]) -> datetime:
+    """The database clock now: marks set no later than this can be forgotten by a rewrite
+    that reads PostgreSQL after it (`unmark`)."""
+    row = conn.execute(query("database_now")).fetchone()
+    assert row is not None
+    moment: datetime = row[0]
+    return moment
+
+
 def count(conn: psycopg.Connection[Any]) -> int:
     row = conn.execute(query("count_repairs")).fetchone()
     return int(row[0]) if row else 0
