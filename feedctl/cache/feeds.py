@@ -675,6 +675,14 @@ class FeedCache:
             results = pipe.execute()
         return sum(int(n) for n in results[0::3])
 
+    def details(self, keys: Sequence[str]) -> list[dict[int, str]]:
+        """The details each cached feed keeps, by post id (docs/decisions/0029)."""
+        with self.client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hgetall(details_key(key))
+            results = pipe.execute()
+        return [{int(k): _text(v) for k, v in kept.items()} for kept in results]
+
     def sizes(self, keys: Sequence[str]) -> list[int | None]:
         """Entries (sentinel excluded) of each cached feed; None for a feed not cached."""
         with self.client.pipeline(transaction=False) as pipe:

@@ -18,12 +18,14 @@ from typing import Any
 import psycopg
 import pytest
 
+from feedctl.cache.feeds import details_key
 from feedctl.cache.keys import FeedRef, community_feed, user_feed
 from feedctl.config import Settings
 from feedctl.context import Context, open_context
 from feedctl.pipelines.cache import repair as cache_repair
 from feedctl.pipelines.cache import repair_marks
 from feedctl.pipelines.cache import warm as cache_warm
+from feedctl.pipelines.cache.verify import verify
 from feedctl.pipelines.fanout.run import run_fanout
 from feedctl.pipelines.ranking.nightly import run_rank
 from feedctl.read.cache_state import CacheWatch, Snapshot
@@ -324,3 +326,18 @@ def test_redis_timing_out_mid_pipeline_stale_feed_is_not_served_past_the_bound(
         page = reader.page(feed, 5, None)
         assert not page.redis_alone
         assert page.items[0].post_id == post
+
+
+def test_cache_verify_finds_wrong_and_stray_details(warmed: Context) -> None:
+    ctx = warmed
+    feed = user_feed(busiest_user(ctx.conn))
+    key = feed.key(ctx.prefix)
+    assert verify(ctx, 10_000, settle_seconds=0).mismatches == []
+    post_id = stored(ctx.conn, feed)[0][0]
+    ctx.redis.hset(details_key(key), str(post_id), "1:2:3")
+    ctx.redis.hset(details_key(key), "999999999", "1:2:3")
+    found = verify(ctx, 10_000, settle_seconds=0).mismatches
+    assert {(m.key, m.kind, m.post_id) for m in found} == {
+        (key, "details", post_id),
+        (key, "details", 999999999),
+    }

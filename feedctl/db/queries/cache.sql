@@ -312,9 +312,8 @@ SELECT u.id, top.entries, top.pairs, pg_current_snapshot()::text
 FROM unnest(%(ids)s::bigint[]) WITH ORDINALITY AS u(id, n)
 CROSS JOIN LATERAL (
     SELECT count(*) AS entries,
-           string_agg(t.score::text || ' ' || t.post_id::text || ' ' || t.community_id::text
-                      || ':' || t.author_id::text || ':'
-                      || (extract(epoch FROM t.created_at) * 1000000)::bigint::text, ' '
+           string_agg(t.score::text || ' ' || t.post_id::text || ' '
+                      || feedctl_post_details(t.community_id, t.author_id, t.created_at), ' '
                       ORDER BY t.score DESC, t.post_id DESC) AS pairs
     FROM (SELECT post_id, score, community_id, author_id, created_at FROM feed_entry
           WHERE user_id = u.id
@@ -329,9 +328,8 @@ SELECT c.id, top.entries, top.pairs, pg_current_snapshot()::text
 FROM unnest(%(ids)s::bigint[]) WITH ORDINALITY AS c(id, n)
 CROSS JOIN LATERAL (
     SELECT count(*) AS entries,
-           string_agg(t.score::text || ' ' || t.post_id::text || ' ' || t.community_id::text
-                      || ':' || t.author_id::text || ':'
-                      || (extract(epoch FROM t.created_at) * 1000000)::bigint::text, ' '
+           string_agg(t.score::text || ' ' || t.post_id::text || ' '
+                      || feedctl_post_details(t.community_id, t.author_id, t.created_at), ' '
                       ORDER BY t.score DESC, t.post_id DESC) AS pairs
     FROM (SELECT ps.post_id, ps.score, ps.community_id, p.author_id, p.created_at
           FROM post_score ps JOIN posts p ON p.id = ps.post_id
@@ -362,3 +360,7 @@ SELECT pg_current_snapshot()::text, now(),
                    ORDER BY (o.txid, o.id) = ('0'::xid8, 0::bigint), o.txid, o.id LIMIT 1)
              LIMIT %(limit)s),
        EXISTS (SELECT 1 FROM feed_pull_community)
+
+-- post_details --
+Some posts' details as cached feeds keep them, for `cache verify`.
+SELECT id, feedctl_post_details(community_id, author_id, created_at) FROM posts WHERE id = ANY(%(ids)s)

@@ -448,8 +448,7 @@ The current retained entries of some users' feeds among some posts, with their d
 SELECT pg_current_snapshot()::text, NULL::bigint, NULL::bigint, NULL::float8, NULL::text
 UNION ALL
 SELECT NULL, user_id, post_id, score,
-       community_id::text || ':' || author_id::text || ':'
-       || (extract(epoch FROM created_at) * 1000000)::bigint::text
+       feedctl_post_details(community_id, author_id, created_at)
 FROM feed_entry
 WHERE user_id = ANY(%(feed_ids)s::bigint[]) AND post_id = ANY(%(post_ids)s::bigint[])
   AND created_at >= coalesce(now() - %(retention)s::interval, '-infinity')
@@ -459,8 +458,7 @@ The current retained entries of some communities' feeds among some posts, with t
 SELECT pg_current_snapshot()::text, NULL::bigint, NULL::bigint, NULL::float8, NULL::text
 UNION ALL
 SELECT NULL, ps.community_id, ps.post_id, ps.score,
-       ps.community_id::text || ':' || p.author_id::text || ':'
-       || (extract(epoch FROM p.created_at) * 1000000)::bigint::text
+       feedctl_post_details(ps.community_id, p.author_id, p.created_at)
 FROM post_score ps JOIN posts p ON p.id = ps.post_id
 WHERE ps.community_id = ANY(%(feed_ids)s::bigint[]) AND ps.post_id = ANY(%(post_ids)s::bigint[])
   AND p.created_at >= coalesce(now() - %(retention)s::interval, '-infinity')

@@ -39,7 +39,7 @@ class Mismatch:
     """One way a cached feed disagrees with PostgreSQL."""
 
     key: str
-    kind: str  # missing | extra | score | sentinel | over_cap | malformed | orphan
+    kind: str  # missing | extra | score | sentinel | over_cap | malformed | orphan | details
     post_id: int | None = None
     cached_score: float | None = None
     database_score: float | None = None
@@ -104,6 +104,26 @@ def _member_mismatches(
     for post_id, score in entries:
         if post_id not in wanted:
             found.append(Mismatch(key, "extra", post_id, score, None))
+    return found
+
+
+def details_mismatches(
+    key: str,
+    entries: Sequence[tuple[int, float]],
+    cached: dict[int, str],
+    database: dict[int, str],
+) -> list[Mismatch]:
+    """Details a cached feed keeps that are wrong, or kept for a post it does not hold
+    (details missing for a post it holds are no mismatch: such a page is checked against
+    PostgreSQL, docs/decisions/0029)."""
+    held = {post_id for post_id, _ in entries}
+    found = []
+    for post_id, text in sorted(cached.items()):
+        if post_id not in held:
+            found.append(Mismatch(key, "details", post_id, detail="kept for a post not held"))
+        elif database.get(post_id) != text:
+            detail = f"cached {text!r}, database {database.get(post_id)!r}"
+            found.append(Mismatch(key, "details", post_id, detail=detail))
     return found
 
 
@@ -196,7 +216,11 @@ def compare_keys(ctx: Context, keys: Sequence[str]) -> dict[str, list[Mismatch]]
     """Mismatches of each key that is still there (a key gone since the scan is left out)."""
     feeds = {key: parse_feed_key(ctx.prefix, key) for key in keys}
     cached = dict(zip(keys, ctx.cache.whole(keys), strict=True))
+    details = dict(zip(keys, ctx.cache.details(keys), strict=True))
     tops = _tops(ctx, [f for f in feeds.values() if f is not None])
+    posts = sorted({post_id for kept in details.values() for post_id in kept})
+    rows = ctx.conn.execute(query("post_details"), {"ids": posts}).fetchall() if posts else []
+    database = {post_id: text for post_id, text in rows}
     result: dict[str, list[Mismatch]] = {}
     for key in keys:
         held = cached[key]
@@ -210,6 +234,7 @@ def compare_keys(ctx: Context, keys: Sequence[str]) -> dict[str, list[Mismatch]]
         else:
             top = tops[feed]
             result[key] = compare_feed(key, held, top.entries, top.truncated, ctx.cap)
+            result[key] += details_mismatches(key, held.entries, details[key], database)
     return result
 
 
