@@ -248,7 +248,7 @@ def create_app(
         cursor: Cursor = None,
     ) -> Response:
         page = await feeds.user_feed(user_id, limit, cursor)
-        metrics.page_source("user", page.source)
+        metrics.page_source("user", page.source, page.redis_alone)
         return JSONResponse(page.as_json())
 
     @app.get(
@@ -264,7 +264,7 @@ def create_app(
         cursor: Cursor = None,
     ) -> Response:
         page = await feeds.community_feed(community_id, limit, cursor)
-        metrics.page_source("community", page.source)
+        metrics.page_source("community", page.source, page.redis_alone)
         return JSONResponse(page.as_json())
 
     @app.post(

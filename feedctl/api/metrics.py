@@ -53,6 +53,13 @@ class ApiMetrics:
             ["kind"],
             registry=self.registry,
         )
+        self.redis_alone = Counter(
+            "feedctl_api_redis_alone_pages_total",
+            "Feed pages served from Redis alone, with no PostgreSQL query (among the cache "
+            "hits), by feed kind.",
+            ["kind"],
+            registry=self.registry,
+        )
         self.redis_failures = Counter(
             "feedctl_api_redis_failures_total",
             "Redis calls that failed (the page was then read from PostgreSQL).",
@@ -61,9 +68,12 @@ class ApiMetrics:
         for kind in ("user", "community"):  # present from the first scrape
             self.cache_hits.labels(kind)
             self.cache_misses.labels(kind)
+            self.redis_alone.labels(kind)
 
-    def page_source(self, kind: str, source: str) -> None:
+    def page_source(self, kind: str, source: str, redis_alone: bool) -> None:
         (self.cache_hits if source == "cache" else self.cache_misses).labels(kind).inc()
+        if redis_alone:
+            self.redis_alone.labels(kind).inc()
 
     def redis_failed(self) -> None:
         self.redis_failures.inc()

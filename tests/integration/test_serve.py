@@ -90,6 +90,11 @@ def test_every_route_against_a_live_server(
                     if cursor is None:
                         break
 
+        # The first pages again: their feeds were cached by the walks' first reads, so these
+        # come from Redis alone (counted below).
+        for user_id in first_ids(world, "users", 3):
+            assert http.get(f"/v1/users/{user_id}/feed", params={"limit": 6}).status_code == 200
+
         # Bad input: JSON errors, never a trace.
         missing = http.get("/v1/users/999999/feed")
         assert missing.status_code == 404
@@ -151,6 +156,7 @@ def test_every_route_against_a_live_server(
         )
         assert 'route="/v1/rebuilds",status="401"' in text
         assert _value(text, 'feedctl_api_cache_hits_total{kind="user"}') > 0
+        assert _value(text, 'feedctl_api_redis_alone_pages_total{kind="user"}') > 0
         assert _value(text, "feedctl_api_redis_failures_total") == 0
 
         # Redis down: pages still served, from PostgreSQL; readiness says so; failures counted.
@@ -211,8 +217,10 @@ def test_sigterm_lets_an_in_flight_request_finish_and_closes_the_pools(
     with serving(world.settings, tmp_path) as served, served.client() as http:
         expected = http.get(f"/v1/users/{user_id}/feed").json()
         result: dict[str, httpx.Response] = {}
+        time.sleep(0.3)  # past cache_state_ms: the next read asks PostgreSQL about the cache
         with psycopg.connect(str(world.database_url)) as blocker:
-            blocker.execute("LOCK TABLE feed_entry IN ACCESS EXCLUSIVE MODE")
+            # what that read queries first, and what a page from PostgreSQL reads
+            blocker.execute("LOCK TABLE feed_offset_state, feed_entry IN ACCESS EXCLUSIVE MODE")
             reader = threading.Thread(
                 target=lambda: result.setdefault("page", http.get(f"/v1/users/{user_id}/feed"))
             )
