@@ -72,6 +72,10 @@ def _render(report: SystemStatus) -> None:
         )
     elif cache is not None:
         stdout.print("cached feeds: no active users")
+    paused = report.redis_alone_paused
+    if paused is not None:
+        shown = "; ".join(paused) if paused else "yes (feeds marked for repair aside)"
+        stdout.print(f"cached pages from Redis alone: {shown}", markup=False)
     if report.attention:
         for line in report.attention:
             stdout.print(f"[red]needs attention:[/red] {line}", highlight=False)

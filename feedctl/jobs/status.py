@@ -23,6 +23,7 @@ from feedctl.jobs.definitions import JobDefinition, configured_jobs
 from feedctl.pipelines.cache.warm import active_users
 from feedctl.pipelines.cache.writes import chunked
 from feedctl.pipelines.fanout.run import DEFAULT_CONSUMER
+from feedctl.read import cache_state
 
 CACHE_SAMPLE = 20_000
 EXISTS_CHUNK = 1_000
@@ -72,6 +73,9 @@ class SystemStatus:
     oldest_repair_mark_seconds: float | None = None
     jobs: list[JobState] = dataclasses.field(default_factory=list)
     cache: CacheCoverage | None = None
+    # Why cached pages are not served from Redis alone now (docs/decisions/0029); empty:
+    # they are (feeds marked for repair aside). None when it was not asked.
+    redis_alone_paused: list[str] | None = None
     attention: list[str] = dataclasses.field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -105,6 +109,11 @@ def system_status(ctx: Context, thresholds: Thresholds | None = None) -> SystemS
         jobs = []
     _jobs(ctx, status, jobs)
     _cache(ctx, status)
+    status.redis_alone_paused = (
+        cache_state.ask(ctx.conn).pauses()
+        if ctx.settings.cache_state_ms > 0
+        else ["cache_state_ms is 0: every cached page is checked against PostgreSQL"]
+    )
     return status
 
 

@@ -77,6 +77,18 @@ class CacheState:
             and not (self.pulled and feed.kind == "user")
         )
 
+    def pauses(self) -> list[str]:
+        """Why no page (or no user page) may come from Redis alone now; empty when any may,
+        feeds marked for repair aside."""
+        reasons = []
+        if self.in_flight:
+            reasons.append("a cache write is owed (in flight, or left by a writer that died)")
+        if not self.listed_all:
+            reasons.append(f"over {LISTED} feeds marked for repair or deletions not fanned out")
+        if self.pulled:
+            reasons.append("user feeds: a community is pulled (its posts merge from PostgreSQL)")
+        return reasons
+
     def covers(self, read_at: str) -> bool:
         """Whether a cached feed whose entries were read at `read_at` holds nothing this
         state's snapshot does not see (it is then that snapshot's feed exactly)."""

@@ -106,7 +106,19 @@ def test_status_says_what_needs_attention(base_args: list[str], database_url: st
     assert jobs["fanout"]["outcome"] == "succeeded" and jobs["rank"]["outcome"] is None
     assert jobs["warm"]["last_success_at"] is not None
     assert ran["cache"]["active_users"] > 0 and ran["cache"]["share"] == 1.0
+    assert ran["redis_alone_paused"] == []  # nothing owed: cached pages need no query
     assert ran["attention"] == []
+    shown = invoke([*base_args, "status", "--max-lag", "1000w"]).stdout
+    assert "cached pages from Redis alone: yes" in shown
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO rank_cache_pending (post_id) VALUES (1)")
+    owed = json.loads(invoke([*base_args, "--json", "status", "--max-lag", "1000w"]).stdout)
+    assert owed["redis_alone_paused"] == [
+        "a cache write is owed (in flight, or left by a writer that died)"
+    ]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM rank_cache_pending")
 
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(
