@@ -160,6 +160,9 @@ def _coerce(key: str, value: Any, source: str, *, typed: bool = False) -> Any:
         raise ConfigError(f"{where}: expected a string, got {value!r}")
     if kind == "str | None" and value == "":
         return None
+    if key == "redis_key_prefix" and ("{" in value or "}" in value):
+        # each feed key is its own hash tag: its fence and details go to its slot
+        raise ConfigError(f"{where}: must not contain '{{' or '}}', got {value!r}")
     if key == "api_token" and len(value) < MIN_SECRET_CHARS:
         raise ConfigError(f"{where}: the token must be at least {MIN_SECRET_CHARS} characters")
     return value

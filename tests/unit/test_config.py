@@ -388,3 +388,15 @@ def test_the_api_token_is_read_kept_out_of_repr_and_must_be_long(tmp_path: Path)
     config.write_text('api_token = "short"\n')
     with pytest.raises(ConfigError, match="api_token"):
         load_settings(config, environ={})
+
+
+@pytest.mark.parametrize("prefix", ["{feedctl}:", "app}:", "a{b:"])
+def test_a_key_prefix_with_a_hash_tag_is_refused(tmp_path: Path, prefix: str) -> None:
+    with pytest.raises(ConfigError, match="redis_key_prefix"):
+        load_settings(None, None, {"FEEDCTL_REDIS_KEY_PREFIX": prefix})
+
+
+def test_cache_state_ms_is_a_whole_number_from_zero() -> None:
+    assert load_settings(None, None, {"FEEDCTL_CACHE_STATE_MS": "0"}).cache_state_ms == 0
+    with pytest.raises(ConfigError, match="cache_state_ms"):
+        load_settings(None, None, {"FEEDCTL_CACHE_STATE_MS": "-1"})
