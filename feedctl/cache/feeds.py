@@ -710,6 +710,31 @@ class FeedCache:
         if batch:
             yield batch
 
+    def scan_stray_details(self) -> Iterator[list[str]]:
+        """Feed keys whose details hash is still there while the feed is gone (a key
+        evicted by Redis, or deleted by hand), in batches, walked with SCAN."""
+        pattern = "{" + feed_pattern(self.prefix) + "}:details"
+        batch: list[str] = []
+        for raw in self.client.scan_iter(match=pattern, count=_SCAN_COUNT):
+            text = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else raw
+            batch.append(text[1 : -len("}:details")])
+            if len(batch) >= _SCAN_COUNT:
+                yield self._gone(batch)
+                batch = []
+        if batch:
+            yield self._gone(batch)
+
+    def _gone(self, keys: list[str]) -> list[str]:
+        return [key for key, found in zip(keys, self.exists(keys), strict=True) if not found]
+
+    def drop_details(self, keys: Sequence[str]) -> None:
+        """Unlink the details hashes of these feeds (not the feeds: one cached meanwhile
+        keeps its entries, and its pages are checked until its next swap)."""
+        with self.client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.unlink(details_key(key))
+            pipe.execute()
+
     def inspect(self, keys: Sequence[str]) -> list[KeyFacts]:
         """Type, size, lowest member and memory of each key, pipelined."""
         with self.client.pipeline(transaction=False) as pipe:

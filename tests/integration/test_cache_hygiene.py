@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 import redis
 
-from feedctl.cache.feeds import FeedCache
+from feedctl.cache.feeds import FeedCache, details_key
 from feedctl.config import Settings
 from feedctl.context import Context, open_context
 from feedctl.db.feed_tops import load_tops
@@ -164,6 +164,9 @@ def test_vacuum_frees_inactive_orphan_malformed_and_over_cap_and_nothing_else(
     spare = next(u for u in everyone[12:] if u not in over)
     ctx.redis.delete(key(ctx, spare))
     ctx.redis.zadd(key(ctx, spare), {"5": 1.0, "6": 2.0})  # no sentinel
+    evicted = next(u for u in everyone[12:] if u not in over and u != spare)
+    ctx.redis.delete(key(ctx, evicted))  # as Redis evicts a key: its details stay behind
+    assert ctx.redis.exists(details_key(key(ctx, evicted)))
     untouched = {f"{ctx.prefix}jobs:last": "x", f"other-{ctx.prefix}feed:u:1": "y"}
     for name, value in untouched.items():
         ctx.redis.set(name, value)
@@ -188,8 +191,11 @@ def test_vacuum_frees_inactive_orphan_malformed_and_over_cap_and_nothing_else(
         assert report.members_freed == excess + dropped_members
         assert report.bytes_freed > 0
         assert report.score_changes_pruned == 1
+        assert report.stray_details_dropped == 1
+    assert not ctx.redis.exists(details_key(key(ctx, evicted)))
     remaining = {k.decode() for k in ctx.redis.scan_iter(match=f"{ctx.prefix}feed:*")}
-    assert remaining == {key(ctx, u) for u in everyone if u not in inactive and u != spare}
+    gone = {spare, evicted, *inactive}
+    assert remaining == {key(ctx, u) for u in everyone if u not in gone}
     for user_id in over:
         trimmed = ctx.cache.members(key(ctx, user_id))
         assert trimmed is not None and trimmed[1] == b"t"
@@ -200,6 +206,7 @@ def test_vacuum_frees_inactive_orphan_malformed_and_over_cap_and_nothing_else(
     assert verify(ctx, 10_000).mismatches == []
     again = vacuum(ctx, timedelta(days=30))
     assert again.keys_dropped == again.feeds_trimmed == again.score_changes_pruned == 0
+    assert again.stray_details_dropped == 0
 
 
 def test_vacuum_needs_a_window(warm: Context) -> None:

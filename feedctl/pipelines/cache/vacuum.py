@@ -36,6 +36,7 @@ class VacuumReport:
     inactive_feeds_dropped: int = 0
     orphan_keys_dropped: int = 0
     malformed_keys_dropped: int = 0
+    stray_details_dropped: int = 0  # details hashes of feeds no longer cached
     feeds_trimmed: int = 0
     members_freed: int = 0  # sentinels aside
     bytes_freed: int = 0  # from MEMORY USAGE (sampled, so an estimate for large sets)
@@ -93,6 +94,13 @@ def vacuum(
         report.keys_scanned += len(keys)
         _vacuum_batch(ctx, keys, since, report)
         progress.advance(len(keys))
+    for gone in ctx.cache.scan_stray_details():
+        if stopping(stop):
+            report.stopped = True
+            return report
+        report.stray_details_dropped += len(gone)
+        if not dry_run:
+            ctx.cache.drop_details(gone)
     _prune_history(ctx, report)
     return report
 
