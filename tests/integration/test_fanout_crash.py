@@ -11,6 +11,7 @@ import pytest
 from feedctl.config import Settings
 from feedctl.context import Context
 from feedctl.pipelines.cache import warm as cache_warm
+from feedctl.read import cache_state
 from feedctl.synth import SeedSpec, seed
 
 from expected import expected_user_feeds
@@ -50,7 +51,12 @@ def test_killed_fanout_resumes_to_the_uninterrupted_state(
 
     code = run_cli(settings, "fanout", "--batch-size", "25", kill_at=point)
     assert code == -signal.SIGKILL, f"the process was not killed at {point}"
+    if point in ("fanout.after_commit@2", "fanout.mid_cache@5"):
+        # killed after a commit, before its Redis writes: they are owed, and no page is
+        # served from Redis alone until they are done
+        assert cache_state.ask(ctx.conn).in_flight
     assert run_cli(settings, "fanout", "--batch-size", "25") == 0
+    assert not cache_state.ask(ctx.conn).in_flight  # the next run wrote them
 
     expected = expected_user_feeds(ctx.conn)
     duplicates = ctx.conn.execute(
