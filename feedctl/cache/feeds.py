@@ -412,9 +412,9 @@ for _, list in ipairs({below, ties, edge}) do
   for j = 1, #list, 2 do members[#members + 1] = list[j] end
 end
 local details = {}
-if #members > 0 then details = redis.call('HMGET', KEYS[3], unpack(members)) end
-for j = 1, #members do
-  if not details[j] then details[j] = '' end
+for i = 1, #members, 4000 do
+  local got = redis.call('HMGET', KEYS[3], unpack(members, i, math.min(i + 3999, #members)))
+  for j = 1, #got do details[#details + 1] = got[j] or '' end
 end
 return {head[1], f[1] or '', f[2] or '', f[3] or '', below, ties, edge, details}
 """

@@ -74,3 +74,16 @@ def test_uncached_feed_is_never_created(cache: FeedCache) -> None:
     assert cache.upsert_same([key], [(1, 1.0)]) == [False]
     assert cache.upsert([(key, [(1, 1.0)])]) == [False]
     assert cache.members(key) is None
+
+
+def test_a_page_inside_a_tie_larger_than_a_script_can_unpack(cache: FeedCache) -> None:
+    big = FeedCache(cache.client, cache.prefix, 20_000)
+    key = f"{cache.prefix}feed:u:7"
+    big.replace(key, [(post_id, 1.0) for post_id in range(1, 12_001)], False)
+    page = big.read(key, None, 20)
+    assert page is not None
+    assert page.items == [(post_id, 1.0) for post_id in range(12_000, 11_980, -1)]
+    after = big.read(key, page.items[-1][::-1], 20)  # (score, post id) of the last item
+    assert after is not None
+    assert after.items == [(post_id, 1.0) for post_id in range(11_980, 11_960, -1)]
+    assert after.more_in_cache and not after.truncated
