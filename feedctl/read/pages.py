@@ -207,7 +207,7 @@ class FeedReader:
         if position is not None:
             if position.cached is None or position.cached != cached.version:
                 return None
-            return self._page_alone(feed, position, limit, cached, state, position.pin)
+            return self._page_alone(feed, limit, cached, state, position.pin)
         if cached.version is None:
             return None
         if not state.covers(cached.read_at):
@@ -219,17 +219,13 @@ class FeedReader:
             if not (state.serves(feed) and state.covers(again.read_at)):
                 return None
             cached = again
-        return self._page_alone(feed, position, limit, cached, state, state.pin)
+        return self._page_alone(feed, limit, cached, state, state.pin)
 
     def _page_alone(
-        self,
-        feed: FeedRef,
-        position: Position | None,
-        limit: int,
-        cached: CachedPage,
-        state: CacheState,
-        pin: Pin,
+        self, feed: FeedRef, limit: int, cached: CachedPage, state: CacheState, pin: Pin
     ) -> FeedPage | None:
+        """The page from the cached items (deleted posts and posts past the retention at
+        the pin left out), or None when they do not make a whole page."""
         since = pin.at - self.retention if self.retention is not None else None
         items = []
         for post_id, score in cached.items:
