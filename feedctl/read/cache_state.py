@@ -29,6 +29,14 @@ from feedctl.db.sql_blocks import query
 from feedctl.read.cursor import MAX_IN_PROGRESS, Pin
 
 LISTED = 10_000  # marked feeds or unprocessed deletions beyond this: no page from Redis alone
+OWED = {  # the writers that record owed cache writes, and what clears them
+    "fanout": "fan-out owes cache writes (a batch in flight, or a run that died: the next "
+    "fanout run does them)",
+    "rank": "rank owes cache writes (new scores in flight, or a run that died: the next "
+    "rank run does them)",
+    "rebuild": "a rebuild run is unfinished (resume it: feedctl rebuild)",
+    "backfill": "a backfill is unfinished (resume it: feedctl rank backfill)",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +68,8 @@ class CacheState:
 
     snapshot: Snapshot
     pin: Pin
-    in_flight: bool
+    owed: tuple[str, ...]  # the writers that owe cache writes (keys of OWED)
+    in_flight: bool  # some write is owed, or the snapshot is too wide for a pin
     marked: frozenset[tuple[str, int]]
     deleted: frozenset[int]
     listed_all: bool  # the marked feeds and deletions were all listed (not cut at LISTED)
@@ -80,9 +89,9 @@ class CacheState:
     def pauses(self) -> list[str]:
         """Why no page (or no user page) may come from Redis alone now; empty when any may,
         feeds marked for repair aside."""
-        reasons = []
-        if self.in_flight:
-            reasons.append("a cache write is owed (in flight, or left by a writer that died)")
+        reasons = [OWED[writer] for writer in self.owed]
+        if self.in_flight and not self.owed:
+            reasons.append(f"over {MAX_IN_PROGRESS} transactions in progress")
         if not self.listed_all:
             reasons.append(f"over {LISTED} feeds marked for repair or deletions not fanned out")
         if self.pulled:
@@ -129,15 +138,16 @@ def ask(conn: psycopg.Connection[Any]) -> CacheState:
     taken = time.monotonic()
     row = conn.execute(query("cache_state"), {"limit": LISTED + 1}).fetchone()
     assert row is not None
-    text, at, in_flight, marked, deleted, pulled = row
+    text, at, owed, marked, deleted, pulled = row
     snapshot = Snapshot.parse(text)
     assert snapshot is not None
     pairs = (m.split(":") for m in marked)
     return CacheState(
         snapshot=snapshot,
         pin=Pin.of_snapshot(text, at),
+        owed=tuple(owed),
         # a pin that cannot carry every transaction in progress sees less than the snapshot
-        in_flight=bool(in_flight) or len(snapshot.in_progress) > MAX_IN_PROGRESS,
+        in_flight=bool(owed) or len(snapshot.in_progress) > MAX_IN_PROGRESS,
         marked=frozenset((kind, int(feed_id)) for kind, feed_id in pairs),
         deleted=frozenset(deleted),
         listed_all=len(marked) <= LISTED and len(deleted) <= LISTED,

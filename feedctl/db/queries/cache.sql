@@ -344,12 +344,16 @@ Make float8 text output exact (shortest round-trip form) for the rest of the tra
 SELECT set_config('extra_float_digits', '1', true)
 
 -- cache_state --
-What a reader needs to serve pages from Redis alone (docs/decisions/0029), in one snapshot: the snapshot and its time; whether a cache write is in flight (a fan-out batch, new scores, a rebuild or a backfill committed whose Redis writes are not all done); up to `limit` feeds marked for repair; up to `limit` posts deleted that fan-out has not removed yet; whether any community is pulled.
+What a reader needs to serve pages from Redis alone (docs/decisions/0029), in one snapshot: the snapshot and its time; which writers owe cache writes (fanout, rank, rebuild, backfill: committed in PostgreSQL, not all done in Redis); up to `limit` feeds marked for repair; up to `limit` posts deleted that fan-out has not removed yet; whether any community is pulled.
 SELECT pg_current_snapshot()::text, now(),
-       EXISTS (SELECT 1 FROM feed_offset_state WHERE cache_from_txid IS NOT NULL)
-       OR EXISTS (SELECT 1 FROM rank_cache_pending)
-       OR EXISTS (SELECT 1 FROM feed_rebuild_run WHERE finished_at IS NULL)
-       OR EXISTS (SELECT 1 FROM rank_backfill WHERE state = 'unfinished'),
+       array_remove(ARRAY[
+           CASE WHEN EXISTS (SELECT 1 FROM feed_offset_state WHERE cache_from_txid IS NOT NULL)
+                THEN 'fanout' END,
+           CASE WHEN EXISTS (SELECT 1 FROM rank_cache_pending) THEN 'rank' END,
+           CASE WHEN EXISTS (SELECT 1 FROM feed_rebuild_run WHERE finished_at IS NULL)
+                THEN 'rebuild' END,
+           CASE WHEN EXISTS (SELECT 1 FROM rank_backfill WHERE state = 'unfinished')
+                THEN 'backfill' END], NULL),
        ARRAY(SELECT feed_kind || ':' || feed_id FROM feed_repair LIMIT %(limit)s),
        ARRAY(SELECT e.post_id FROM feed_events e
              WHERE e.kind = 'post_deleted'
