@@ -802,8 +802,8 @@ class FeedCache:
             boundary = below[-1][1]
             below = [item for item in below if item[1] != boundary] + _scored(edge_raw)
         items = sorted(ties + below, key=lambda item: (item[1], item[0]), reverse=True)
-        members = [int(m) for m in below_raw[0::2] + ties_raw[0::2] + edge_raw[0::2]]
-        known = {m: _text(d) for m, d in zip(members, details, strict=True) if d}
+        members = below_raw[0::2] + ties_raw[0::2] + edge_raw[0::2]
+        known = {int(m): d for m, d in zip(members, details, strict=True) if d}
         kept = items[:count]
         return CachedPage(
             items=kept,
@@ -811,7 +811,7 @@ class FeedCache:
             truncated=sentinel == TRUNCATED,
             version=(_text(incarnation), int(written or 0)) if incarnation else None,
             read_at=_text(snapshot),
-            details={post_id: known[post_id] for post_id, _ in kept if post_id in known},
+            details={p: _text(known[p]) for p, _ in kept if p in known},
         )
 
     def _read_page(self, key: str, args: list[Any]) -> Any:

@@ -227,16 +227,20 @@ class FeedReader:
         """The page from the cached items (deleted posts and posts past the retention at
         the pin left out), or None when they do not make a whole page."""
         since = pin.at - self.retention if self.retention is not None else None
-        items = []
+        items: list[FeedItem] = []
         for post_id, score in cached.items:
+            if post_id in state.deleted:
+                continue
             details = cached.details.get(post_id)
             if details is None:
                 return None  # written without details (a write of a previous version)
             community, author, micros = details.split(":")
             created = _EPOCH + timedelta(microseconds=int(micros))
-            if post_id in state.deleted or (since is not None and created < since):
+            if since is not None and created < since:
                 continue
             items.append(FeedItem(post_id, int(community), int(author), created, score))
+            if len(items) > limit:
+                break  # one past the page: there is more
         whole_rest = not cached.more_in_cache and not cached.truncated
         if not whole_rest and len(items) <= limit:
             return None  # past the cached part, or too many left out: PostgreSQL answers
