@@ -31,15 +31,12 @@ or a server cannot be used.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import math
-import os
-import statistics
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -47,19 +44,22 @@ import psycopg
 from benchlib.entries import write_feed_entries
 from benchlib.measure import ratio, verdict
 from benchlib.servers import bench_target, note
+from benchlib.warming import (
+    Target,
+    WarmFailure,
+    alternate,
+    clear_targets,
+    cluster_url,
+    verify_target,
+)
 
-from feedctl.cache.client import RedisClient, connect_redis
-from feedctl.cache.feeds import FeedCache
+from feedctl.cache.client import connect_redis
 from feedctl.config import Settings
 from feedctl.context import Context, open_context
 from feedctl.db.migrations import upgrade
-from feedctl.pipelines.cache import warm as cache_warm
-from feedctl.pipelines.cache.verify import verify
 from feedctl.pipelines.ranking.nightly import run_rank
-from feedctl.services.redis_cluster import LocalRedisCluster
 from feedctl.synth import SeedSpec, seed
 
-CLUSTER_ENV: Final = "FEEDCTL_BENCH_REDIS_CLUSTER_URL"
 SEED_NOW: Final = datetime(2026, 1, 1, tzinfo=UTC)
 USERS: Final = 20_000
 COMMUNITIES: Final = 200
@@ -88,22 +88,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-@contextlib.contextmanager
-def cluster_url(workdir: Any) -> Iterator[str]:
-    configured = os.environ.get(CLUSTER_ENV)
-    if configured:
-        yield configured
-        return
-    cluster = LocalRedisCluster(workdir / "cluster", primaries=3)
-    started = time.perf_counter()
-    url = cluster.start()
-    note(f"started a private three-primary Redis Cluster in {time.perf_counter() - started:.1f} s")
-    try:
-        yield url
-    finally:
-        cluster.stop()
-
-
 def seed_entries(conn: psycopg.Connection[Any], ctx: Context, target: int) -> int:
     upgrade(conn)
     posts = max(100, math.ceil(POSTS_GUESS * target / 1_000_000))
@@ -121,47 +105,6 @@ def seed_entries(conn: psycopg.Connection[Any], ctx: Context, target: int) -> in
     if written != seeded.fanout_entries:
         raise BenchFailure(f"feed_entry has {written} rows, the seed promised {seeded}")
     return written
-
-
-def clear(client: RedisClient, prefix: str) -> None:
-    cache = FeedCache(client, prefix, 1)
-    for keys in cache.scan_keys():
-        cache.unlink(keys)
-
-
-@dataclasses.dataclass
-class Target:
-    label: str
-    settings: Settings
-    seconds: list[float] = dataclasses.field(default_factory=list)
-    entries: int = 0
-    limit_members: int = 0
-    limit_seconds: float = 0.0
-
-    @property
-    def median_seconds(self) -> float:
-        return statistics.median(self.seconds)
-
-    @property
-    def entries_per_second(self) -> float:
-        return self.entries / self.median_seconds
-
-    @property
-    def limit(self) -> float:
-        return self.limit_members / self.limit_seconds
-
-
-def warm_once(target: Target, users: list[int]) -> None:
-    with open_context(target.settings) as ctx:
-        clear(ctx.redis, ctx.prefix)
-        started = time.perf_counter()
-        report = cache_warm.warm(ctx, "user", users)
-        seconds = time.perf_counter() - started
-        if report.redis_failures or report.feeds_written != len(users):
-            raise BenchFailure(f"{target.label}: warm wrote {report.feeds_written} feeds")
-        target.seconds.append(seconds)
-        target.entries = report.entries_written
-    note(f"{target.label}: warm {report.entries_written / seconds:,.0f} entries/s")
 
 
 def zadd_limit(target: Target, conn: psycopg.Connection[Any], users: list[int]) -> None:
@@ -217,27 +160,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             note(f"seeded {entries:,} feed entries in {time.perf_counter() - started:.0f} s")
             users = [r[0] for r in ctx.conn.execute("SELECT id FROM users ORDER BY id")]
         try:
-            for _ in range(args.rounds):
+            alternate(targets, users, args.rounds)
+            checked = verify_target(targets[1], VERIFY_SAMPLE)
+            with psycopg.connect(where.database_url, autocommit=True) as conn:
                 for target in targets:
-                    warm_once(target, users)
-            with open_context(on_cluster) as ctx:
-                checked = verify(ctx, VERIFY_SAMPLE)
-                if checked.mismatches:
-                    raise BenchFailure(f"cluster feeds differ: {checked.mismatches[:3]}")
-                with psycopg.connect(where.database_url, autocommit=True) as conn:
-                    for target in targets:
-                        zadd_limit(target, conn, users)
+                    zadd_limit(target, conn, users)
         finally:
-            for target in targets:
-                with open_context(target.settings) as ctx:
-                    clear(ctx.redis, ctx.prefix)
+            clear_targets(targets)
     one, many = targets
     return {
         "entries": entries,
         "feeds": len(users),
         "rounds": args.rounds,
         "cap": args.cap,
-        "feeds_verified": checked.feeds_compared,
+        "feeds_verified": checked,
         "targets": {
             t.label: {
                 "warm_entries_per_second": round(t.entries_per_second),
@@ -275,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         result = run(args)
-    except BenchFailure as exc:
+    except (BenchFailure, WarmFailure) as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 1
     if args.json:

@@ -123,6 +123,9 @@ def _private_prefix(redis_url: str, prefix: str) -> Iterator[str]:
         client = redis.Redis.from_url(redis_url)
         try:
             delete_keys(client, prefix)
+            # the keys kept beside a feed (its fence, its details) are named by the feed
+            # key's hash tag: "{<feed key>}:fence"
+            delete_keys(client, "{" + prefix)
         finally:
             client.close()
 
