@@ -161,9 +161,9 @@ class FeedReader:
 
     def page_at(self, feed: FeedRef, position: Position | None, limit: int) -> FeedPage:
         """The page after `position` (the top when None) of the feed's own entries."""
+        state = self._state()  # asked before Redis is read (docs/decisions/0029)
         cached, redis_ok = self._read_cache(feed, position, limit + CACHE_SLACK)
         if cached is not None:
-            state = self._state()
             alone = None if state is None else self._alone(feed, position, limit, cached, state)
             if alone is not None:
                 return alone
