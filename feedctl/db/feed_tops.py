@@ -145,16 +145,17 @@ def current_entries(
     asks is the cross product of its feeds and posts, rank's pairs nearly so."""
     if not feed_ids or not post_ids:
         return CurrentEntries({}, {}, "")
-    params = {"feed_ids": sorted(feed_ids), "post_ids": sorted(post_ids), "retention": retention}
+    posts = sorted(post_ids)
+    params = {"feed_ids": sorted(feed_ids), "post_ids": posts, "retention": retention}
     with conn.transaction():
         conn.execute(query("rank_prefer_indexes"))
         rows = conn.execute(query(_ENTRIES_QUERY[kind]), params).fetchall()
-    read_at = next(row[0] for row in rows if row[0] is not None)
-    entries = [row[1:] for row in rows if row[0] is None]
+    # a post's details never change: read once per post, not per (feed, post) entry
+    details = conn.execute(query("post_details"), {"ids": posts}).fetchall()
     return CurrentEntries(
-        scores={(f, p): score for f, p, score, _ in entries},
-        details={p: details for _, p, _, details in entries},
-        read_at=read_at,
+        scores={(f, p): score for snapshot, f, p, score in rows if snapshot is None},
+        details=dict(details),
+        read_at=next(snapshot for snapshot, *_ in rows if snapshot is not None),
     )
 
 

@@ -366,5 +366,5 @@ SELECT pg_current_snapshot()::text, now(),
        EXISTS (SELECT 1 FROM feed_pull_community)
 
 -- post_details --
-Some posts' details as cached feeds keep them, for `cache verify`.
+Some posts' details as cached feeds keep them (they never change: no snapshot needed), for fenced cache writes and `cache verify`.
 SELECT id, feedctl_post_details(community_id, author_id, created_at) FROM posts WHERE id = ANY(%(ids)s)

@@ -444,21 +444,19 @@ Which of these communities are pulled (their posts are read from the community, 
 SELECT community_id FROM feed_pull_community WHERE community_id = ANY(%(ids)s)
 
 -- user_entries_of --
-The current retained entries of some users' feeds among some posts, with their details ("community:author:created_us"), after one row that holds only the snapshot they were read at: what a fenced cache write brings those entries to (an entry not returned is not in the feed).
-SELECT pg_current_snapshot()::text, NULL::bigint, NULL::bigint, NULL::float8, NULL::text
+The current retained entries of some users' feeds among some posts, after one row that holds only the snapshot they were read at: what a fenced cache write brings those entries to (an entry not returned is not in the feed).
+SELECT pg_current_snapshot()::text, NULL::bigint, NULL::bigint, NULL::float8
 UNION ALL
-SELECT NULL, user_id, post_id, score,
-       feedctl_post_details(community_id, author_id, created_at)
+SELECT NULL, user_id, post_id, score
 FROM feed_entry
 WHERE user_id = ANY(%(feed_ids)s::bigint[]) AND post_id = ANY(%(post_ids)s::bigint[])
   AND created_at >= coalesce(now() - %(retention)s::interval, '-infinity')
 
 -- community_entries_of --
-The current retained entries of some communities' feeds among some posts, with their details ("community:author:created_us"), after one row that holds only the snapshot they were read at: what a fenced cache write brings those entries to (an entry not returned is not in the feed).
-SELECT pg_current_snapshot()::text, NULL::bigint, NULL::bigint, NULL::float8, NULL::text
+The current retained entries of some communities' feeds among some posts, after one row that holds only the snapshot they were read at: what a fenced cache write brings those entries to (an entry not returned is not in the feed).
+SELECT pg_current_snapshot()::text, NULL::bigint, NULL::bigint, NULL::float8
 UNION ALL
-SELECT NULL, ps.community_id, ps.post_id, ps.score,
-       feedctl_post_details(ps.community_id, p.author_id, p.created_at)
+SELECT NULL, ps.community_id, ps.post_id, ps.score
 FROM post_score ps JOIN posts p ON p.id = ps.post_id
 WHERE ps.community_id = ANY(%(feed_ids)s::bigint[]) AND ps.post_id = ANY(%(post_ids)s::bigint[])
   AND p.created_at >= coalesce(now() - %(retention)s::interval, '-infinity')
